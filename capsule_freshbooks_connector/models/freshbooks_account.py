@@ -1,0 +1,370 @@
+import ipaddress
+import logging
+import secrets
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from odoo import SUPERUSER_ID, _, api, fields, models
+from odoo.exceptions import AccessDenied, UserError, ValidationError
+from odoo.tools import consteq
+
+from ..freshbooks import AuthError, FreshBooksClient, TokenSet
+
+_logger = logging.getLogger(__name__)
+
+PARAM_PREFIX = "capsule_freshbooks_connector."
+DEFAULT_URLS = {
+    "api_url": "https://api.freshbooks.com",
+    "auth_url": "https://auth.freshbooks.com",
+    "web_url": "https://my.freshbooks.com",
+}
+CALLBACK_PATH = "/freshbooks/oauth/callback"
+WEBHOOK_PATH = "/freshbooks/webhook"
+STATE_TTL = timedelta(minutes=15)
+
+SECRET_GROUP = "base.group_system"
+
+
+def _is_loopback_or_private(host):
+    if not host or host == "localhost" or host.endswith(".localhost") or "." not in host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+class FreshbooksAccount(models.Model):
+    """The FreshBooks connection of one Odoo company: app credentials, tokens, chosen business."""
+
+    _name = "freshbooks.account"
+    _description = "FreshBooks connection"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _rec_name = "company_id"
+
+    company_id = fields.Many2one("res.company", required=True, ondelete="cascade", index=True)
+    freshbooks_url = fields.Char("FreshBooks URL", default="my.freshbooks.com")
+    is_classic = fields.Boolean(compute="_compute_is_classic")
+    client_id = fields.Char("Client ID", groups=SECRET_GROUP)
+    client_secret = fields.Char("Client secret", groups=SECRET_GROUP)
+    access_token = fields.Char(groups=SECRET_GROUP, copy=False)
+    refresh_token = fields.Char(groups=SECRET_GROUP, copy=False)
+    token_expiry = fields.Datetime(groups=SECRET_GROUP, copy=False)
+    oauth_state = fields.Char(groups=SECRET_GROUP, copy=False)
+    oauth_state_uid = fields.Many2one("res.users", groups=SECRET_GROUP, copy=False)
+    oauth_state_expiry = fields.Datetime(groups=SECRET_GROUP, copy=False)
+    business_choices = fields.Json(groups=SECRET_GROUP, copy=False)
+
+    state = fields.Selection(
+        [("draft", "Not connected"), ("choose", "Choose a business"),
+         ("connected", "Connected"), ("reconnect", "Reconnect needed")],
+        default="draft", required=True, tracking=True)
+    fb_account_id = fields.Char("FreshBooks account ID", copy=False, index=True)
+    fb_business_id = fields.Char("FreshBooks business ID", copy=False)
+    fb_business_name = fields.Char("FreshBooks business", copy=False)
+    fb_user_name = fields.Char("Connected FreshBooks user", copy=False)
+    connected_uid = fields.Many2one("res.users", "Connected by", copy=False)
+    connected_at = fields.Datetime(copy=False)
+    status_message = fields.Char(copy=False)
+
+    import_team_id = fields.Many2one(
+        "crm.team", "Sales team for imports",
+        help="Team given to contacts imported from FreshBooks. Empty: Unassigned.")
+    last_sync_start = fields.Datetime(copy=False)
+    last_sync_end = fields.Datetime(copy=False)
+    last_sync_state = fields.Selection(
+        [("running", "Running"), ("done", "Done"), ("partial", "Done with errors"),
+         ("failed", "Failed")], copy=False)
+    last_sync_message = fields.Char(copy=False)
+    last_success_start = fields.Datetime(
+        copy=False, help="Start of the last complete sync: the next one asks for changes since then.")
+    last_full_sync = fields.Datetime(copy=False)
+    webhook_state = fields.Selection(
+        [("none", "Not registered"), ("pending", "Waiting for FreshBooks' verification"),
+         ("active", "Active"), ("unavailable", "Unavailable")], default="none", copy=False)
+    webhook_message = fields.Char(copy=False)
+    webhook_ids = fields.One2many("freshbooks.webhook", "account_id")
+
+    _sql_constraints = [
+        ("company_uniq", "unique(company_id)", "A company has one FreshBooks connection."),
+        ("fb_account_uniq", "unique(fb_account_id)",
+         "This FreshBooks business is already connected to another Odoo company."),
+    ]
+
+    # --- configuration -------------------------------------------------------------------------
+
+    @api.model
+    def _param(self, key):
+        return (self.env["ir.config_parameter"].sudo().get_param(PARAM_PREFIX + key)
+                or DEFAULT_URLS[key]).rstrip("/")
+
+    @api.model
+    def _base_url(self):
+        return self.env["ir.config_parameter"].sudo().get_param("web.base.url", "").rstrip("/")
+
+    @api.model
+    def _redirect_uri(self):
+        return self._base_url() + CALLBACK_PATH
+
+    @api.model
+    def _webhook_uri(self):
+        return self._base_url() + WEBHOOK_PATH
+
+    @api.model
+    def _webhooks_reachable(self):
+        """FreshBooks can only call an Odoo it can reach; a sandbox on this machine can reach us."""
+        odoo_host = urlsplit(self._webhook_uri()).hostname
+        api_host = urlsplit(self._param("api_url")).hostname
+        return not _is_loopback_or_private(odoo_host) or _is_loopback_or_private(api_host)
+
+    @api.model
+    def _normalize_url(self, url):
+        """Check the FreshBooks URL an admin typed; return (host, is_classic) or raise."""
+        text = (url or "").strip()
+        if not text:
+            raise ValidationError(_("Enter your FreshBooks URL: my.freshbooks.com, or the "
+                                    "yourcompany.freshbooks.com address of a Classic account."))
+        parts = urlsplit(text if "://" in text else "https://" + text)
+        host = (parts.hostname or "").lower()
+        if parts.path.strip("/") and not parts.path.startswith("/#"):
+            host = ""
+        allowed_local = {urlsplit(self._param(k)).hostname for k in ("auth_url", "web_url")}
+        if host == "my.freshbooks.com" or (host in allowed_local and not host.endswith(
+                ".freshbooks.com")):
+            return host, False
+        labels = host.split(".")
+        if host.endswith(".freshbooks.com") and len(labels) == 3 and labels[0] not in (
+                "api", "auth", "www") and labels[0].replace("-", "").isalnum():
+            return host, True
+        raise ValidationError(_(
+            "%(url)s is not a FreshBooks address. Use my.freshbooks.com, or the "
+            "yourcompany.freshbooks.com address of a Classic account.", url=text))
+
+    @api.depends("freshbooks_url")
+    def _compute_is_classic(self):
+        for account in self:
+            host = (account.freshbooks_url or "").lower()
+            account.is_classic = host.endswith(".freshbooks.com") and host != "my.freshbooks.com"
+
+    @api.model
+    def _for_company(self, company=None):
+        """The connection record of a company, created on first use (sudo: it holds secrets)."""
+        company = company or self.env.company
+        account = self.sudo().with_context(active_test=False).search(
+            [("company_id", "=", company.id)], limit=1)
+        return account or self.sudo().create({"company_id": company.id})
+
+    def _web_link(self, kind, object_id):
+        """Where an invoice or a client opens in FreshBooks' web app."""
+        self.ensure_one()
+        base = self._param("web_url")
+        if kind == "invoice":
+            return f"{base}/#/invoice/{self.fb_account_id}-{object_id}"
+        return f"{base}/#/client/{object_id}"
+
+    # --- the API client and its tokens -----------------------------------------------------------
+
+    def _get_client(self, **options):
+        """A FreshBooks client for this connection, refreshing tokens under a database lock."""
+        self.ensure_one()
+        account = self.sudo()
+        if account.state != "connected" and not options.pop("allow_unconnected", False):
+            raise UserError(_("FreshBooks is not connected for %s.", account.company_id.name))
+        tokens = None
+        if account.access_token:
+            tokens = TokenSet(account.access_token, account.refresh_token or "",
+                              account.token_expiry.timestamp() if account.token_expiry else 0.0)
+        return FreshBooksClient(
+            account.client_id or "", account.client_secret or "", self._redirect_uri(),
+            api_url=self._param("api_url"), auth_url=self._param("auth_url"), tokens=tokens,
+            token_refresher=self._refresh_tokens_locked, **options)
+
+    def _refresh_tokens_locked(self, client):
+        """Refresh once per connection at a time: FreshBooks refresh tokens work only once.
+
+        The row is locked in a cursor of its own, so the new pair is committed at once, whatever
+        becomes of the caller's transaction. A worker that waited for the lock finds the pair the
+        other one saved and uses it.
+        """
+        self.ensure_one()
+        with self.pool.cursor() as cr:
+            cr.execute("SELECT access_token, refresh_token, token_expiry, state FROM "
+                       "freshbooks_account WHERE id = %s FOR UPDATE", [self.id])
+            row = cr.fetchone()
+            if not row or row[3] != "connected" or not row[1]:
+                raise AuthError(_("FreshBooks needs to be connected again."), grant_invalid=True)
+            access, refresh, expiry, _state = row
+            expires_at = expiry.timestamp() if expiry else 0.0
+            current = client.tokens
+            if current is None or access != current.access_token:
+                if expires_at - datetime.now().timestamp() > 60:
+                    return TokenSet(access, refresh, expires_at)
+            client.tokens = TokenSet(access, refresh, expires_at)
+            try:
+                tokens = client.refresh()
+            except AuthError as error:
+                if error.grant_invalid:
+                    env = api.Environment(cr, SUPERUSER_ID, {})
+                    env[self._name].browse(self.id)._mark_reconnect(str(error))
+                    cr.commit()
+                raise
+            self._store_tokens(cr, tokens)
+            return tokens
+
+    def _store_tokens(self, cr, tokens):
+        cr.execute(
+            "UPDATE freshbooks_account SET access_token = %s, refresh_token = %s, "
+            "token_expiry = %s, write_date = now() at time zone 'UTC' WHERE id = %s",
+            [tokens.access_token, tokens.refresh_token,
+             datetime.utcfromtimestamp(tokens.expires_at), self.id])
+        self.invalidate_recordset(["access_token", "refresh_token", "token_expiry"])
+
+    def _mark_reconnect(self, reason):
+        """The grant is gone: stop syncing and tell the admins, once."""
+        for account in self.sudo():
+            if account.state == "reconnect":
+                continue
+            account.write({"state": "reconnect", "status_message": reason,
+                           "access_token": False, "refresh_token": False})
+            _logger.warning("FreshBooks connection of %s needs to be reconnected",
+                            account.company_id.name)
+            user = account.connected_uid or self.env.ref("base.user_admin", False)
+            if user and user.active:
+                account.activity_schedule(
+                    "mail.mail_activity_data_todo", user_id=user.id,
+                    summary=_("Reconnect FreshBooks"),
+                    note=_("FreshBooks refused the connection of %(company)s (%(reason)s). "
+                           "Open Settings > Integrations > FreshBooks and click Connect.",
+                           company=account.company_id.name, reason=reason))
+
+    # --- OAuth ---------------------------------------------------------------------------------
+
+    def _begin_oauth(self):
+        """A one-time state bound to this database, admin and company, and the consent URL."""
+        self.ensure_one()
+        if not self.env.user.has_group("base.group_system"):
+            raise AccessDenied()
+        account = self.sudo()
+        if not account.client_id or not account.client_secret:
+            raise UserError(_("Enter the Client ID and Client secret of your FreshBooks app "
+                              "before connecting."))
+        nonce = secrets.token_urlsafe(24)
+        account.write({"oauth_state": nonce, "oauth_state_uid": self.env.uid,
+                       "oauth_state_expiry": fields.Datetime.now() + STATE_TTL})
+        state = f"{self.env.cr.dbname}:{account.id}:{nonce}"
+        client = account._get_client(allow_unconnected=True)
+        return client.authorization_url(state)
+
+    @api.model
+    def _consume_state(self, state):
+        """The account a callback's state belongs to; the state is spent whatever happens next."""
+        try:
+            dbname, account_id, nonce = (state or "").rsplit(":", 2)
+            account_id = int(account_id)
+        except ValueError:
+            raise AccessDenied(_("The sign-in link is not valid. Start again from Settings.")) from None
+        account = self.sudo().browse(account_id).exists()
+        if (dbname != self.env.cr.dbname or not account or not account.oauth_state
+                or not consteq(account.oauth_state, nonce)):
+            raise AccessDenied(_("This sign-in was already used or is not valid. "
+                                 "Start again from Settings."))
+        valid = (account.oauth_state_uid.id == self.env.uid
+                 and account.oauth_state_expiry and account.oauth_state_expiry > fields.Datetime.now()
+                 and account.company_id in self.env.user.company_ids)
+        account.write({"oauth_state": False, "oauth_state_expiry": False})
+        if not valid:
+            raise AccessDenied(_("This sign-in was started by another user, for another company, "
+                                 "or too long ago. Start again from Settings."))
+        return account
+
+    def _finish_oauth(self, code):
+        """Exchange the code; connect at once when the user has one business, else let them choose."""
+        self.ensure_one()
+        client = self._get_client(allow_unconnected=True)
+        tokens = client.exchange_code(code)
+        me = client.me()
+        businesses = client.businesses()
+        if not businesses:
+            raise UserError(_("This FreshBooks user has no business it can manage (only client "
+                              "access). Sign in with the owner or an admin of the business."))
+        name = " ".join(filter(None, [me.get("first_name"), me.get("last_name")]))
+        self.write({
+            "access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
+            "token_expiry": datetime.utcfromtimestamp(tokens.expires_at),
+            "fb_user_name": f"{name} <{me.get('email')}>" if me.get("email") else name,
+            "business_choices": [b.__dict__ for b in businesses],
+            "connected_uid": self.env.uid,
+        })
+        if len(businesses) == 1:
+            self._set_business(businesses[0].account_id)
+        else:
+            self.write({"state": "choose",
+                        "status_message": _("Choose the FreshBooks business of this company.")})
+
+    def _set_business(self, fb_account_id):
+        self.ensure_one()
+        choice = next((b for b in self.business_choices or []
+                       if b["account_id"] == fb_account_id), None)
+        if not choice:
+            raise UserError(_("That business is not one this FreshBooks user can manage."))
+        other = self.search([("fb_account_id", "=", fb_account_id), ("id", "!=", self.id)])
+        if other:
+            raise UserError(_("The FreshBooks business %(name)s is already connected to "
+                              "%(company)s. Each company connects its own business.",
+                              name=choice["name"], company=other.company_id.name))
+        if self.fb_account_id and self.fb_account_id != fb_account_id:
+            # Links point at the old business's clients; they would be wrong for the new one.
+            self.env["res.partner"].sudo().with_context(active_test=False).search(
+                [("freshbooks_account_id", "=", self.id)]).with_context(
+                freshbooks_no_push=True).write({"freshbooks_client_id": False,
+                                                "freshbooks_account_id": False})
+            self.write({"last_success_start": False, "last_full_sync": False})
+            self.env["freshbooks.invoice"].sudo().search([("account_id", "=", self.id)]).unlink()
+        self.write({
+            "state": "connected", "fb_account_id": fb_account_id,
+            "fb_business_id": str(choice.get("business_id") or ""),
+            "fb_business_name": choice.get("name"), "business_choices": False,
+            "connected_at": fields.Datetime.now(),
+            "status_message": _("Connected. The first sync runs in the background."),
+        })
+        self.activity_unlink(["mail.mail_activity_data_todo"])
+        self._schedule_sync()
+
+    def _schedule_sync(self):
+        """Run the sync in a cron worker, never inside the browser's request."""
+        self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_sync").sudo()._trigger()
+
+    def action_sync_now(self):
+        self._check_admin()
+        self.filtered(lambda a: a.state == "connected")._schedule_sync()
+
+    def action_disconnect(self):
+        """Forget the tokens (revoking them where FreshBooks allows); keep every contact link."""
+        self._check_admin()
+        for account in self.sudo():
+            if account.access_token:
+                self.env["freshbooks.webhook"]._remove_all(account)
+                try:
+                    account._get_client(allow_unconnected=True, max_retries=0).revoke()
+                except Exception as error:  # noqa: BLE001 - disconnecting must work offline too
+                    _logger.info("FreshBooks token revocation failed: %s", error)
+            account.write({
+                "state": "draft", "access_token": False, "refresh_token": False,
+                "token_expiry": False, "business_choices": False, "webhook_state": "none",
+                "status_message": _("Disconnected. Contacts keep their FreshBooks links."),
+            })
+
+    def _check_admin(self):
+        if not self.env.su and not self.env.user.has_group("base.group_system"):
+            raise AccessDenied()
+
+    def _update_webhook_state(self):
+        for account in self:
+            hooks = account.webhook_ids
+            if hooks and all(hooks.mapped("verified")):
+                account.write({"webhook_state": "active", "webhook_message": _(
+                    "FreshBooks sends changes to Odoo as they happen.")})
+            elif hooks:
+                account.write({"webhook_state": "pending", "webhook_message": _(
+                    "Waiting for FreshBooks to confirm the webhooks.")})

@@ -1,0 +1,502 @@
+"""The sync engine: the one home of importing, matching, linking and pushing."""
+
+import logging
+from contextlib import contextmanager
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from odoo import _, api, fields, models, modules
+from odoo.exceptions import UserError
+
+from ..freshbooks import AuthError, FreshBooksError, NotFoundError, ValidationError
+from .freshbooks_mapping import MappingError, clean_text, parse_client
+
+_logger = logging.getLogger(__name__)
+
+# FreshBooks' accounting timestamps and `updated_min` days are US/Eastern.
+EASTERN = ZoneInfo("America/New_York")
+# A full pass now and then catches what incremental runs cannot see (deletions in FreshBooks).
+FULL_SYNC_EVERY = timedelta(days=1)
+PAGE_SIZE = 100
+QUEUE_BATCH = 200
+VIS_STATES = {0: "active", 1: "deleted", 2: "archived"}
+# Advisory lock namespace: "FB" in ASCII.
+LOCK_NAMESPACE = 0x4642
+
+
+class FreshbooksSync(models.AbstractModel):
+    _name = "freshbooks.sync"
+    _description = "FreshBooks sync engine"
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @api.model
+    def _commit(self):
+        """Commit between pages so a killed run keeps its work; tests stay in one transaction."""
+        if not modules.module.current_test and not self.env.registry.in_test_mode():
+            self.env.cr.commit()
+
+    @contextmanager
+    def _account_lock(self, account):
+        """One run per account at a time, across workers; a killed worker's lock dies with it."""
+        cr = self.env.cr
+        cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, account.id])
+        locked = cr.fetchone()[0]
+        try:
+            yield locked
+        finally:
+            if locked:
+                cr.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, account.id])
+
+    @api.model
+    def _partners(self):
+        return self.env["res.partner"].sudo().with_context(
+            active_test=False, freshbooks_no_push=True, tracking_disable=True,
+            mail_create_nolog=True, mail_notrack=True)
+
+    @api.model
+    def _since(self, moment):
+        """The `updated_min` day for changes since `moment`, one day early: FreshBooks filters by
+        day only, and re-reading a client is harmless."""
+        eastern = fields.Datetime.to_datetime(moment).replace(tzinfo=ZoneInfo("UTC")).astimezone(
+            EASTERN)
+        return eastern.date() - timedelta(days=1)
+
+    # --- scheduled actions ---------------------------------------------------------------------
+
+    @api.model
+    def _cron_sync(self):
+        for account in self._connected_accounts():
+            self._sync_account(account)
+
+    @api.model
+    def _cron_work(self):
+        for account in self._connected_accounts():
+            self._work_account(account)
+
+    @api.model
+    def _connected_accounts(self):
+        return self.env["freshbooks.account"].sudo().search([("state", "=", "connected")])
+
+    # --- a sync run ----------------------------------------------------------------------------
+
+    @api.model
+    def _sync_account(self, account, full=None):
+        """Import and update everything of one account; returns its log (None when skipped)."""
+        with self._account_lock(account) as locked:
+            if not locked:
+                _logger.info("FreshBooks sync of %s skipped: another run is in progress",
+                             account.company_id.name)
+                return None
+            now = fields.Datetime.now()
+            if full is None:
+                full = not account.last_success_start or not account.last_full_sync or (
+                    now - account.last_full_sync > FULL_SYNC_EVERY)
+            log = self.env["freshbooks.sync.log"].sudo().create(
+                {"account_id": account.id, "kind": "full" if full else "incremental", "start": now})
+            account.write({"last_sync_start": now, "last_sync_state": "running"})
+            self._commit()
+            client = None
+            try:
+                client = account._get_client()
+                since = None if full else self._since(account.last_success_start)
+                seen = self._import_clients(
+                    account, client.iter_clients(account.fb_account_id, updated_since=since), log)
+                if full:
+                    self._mark_missing_deleted(account, seen, log)
+                self._process_queue(account, client, log)
+                self._sync_invoices(account, client, since, log)
+                self._push_partners(self._pending_partners(account), client=client, log=log)
+                self.env["freshbooks.webhook"]._ensure(account, client)
+                values = {"last_success_start": now}
+                if full:
+                    values["last_full_sync"] = now
+                account.write(values)
+                log._finish(client.request_count)
+            except (FreshBooksError, UserError) as error:
+                self._fail(account, log, client, error)
+            self._commit()
+            return log
+
+    @api.model
+    def _work_account(self, account):
+        """Webhook hints and pending pushes, between scheduled syncs. Silent when idle."""
+        Queue = self.env["freshbooks.queue"].sudo()
+        if not Queue.search_count([("account_id", "=", account.id)], limit=1) and \
+                not self._pending_partners(account):
+            return None
+        with self._account_lock(account) as locked:
+            if not locked:
+                return None  # the running sync does this work too
+            log = self.env["freshbooks.sync.log"].sudo().create(
+                {"account_id": account.id, "kind": "work"})
+            client = None
+            try:
+                client = account._get_client()
+                self._process_queue(account, client, log)
+                self._push_partners(self._pending_partners(account), client=client, log=log)
+                log._finish(client.request_count)
+            except (FreshBooksError, UserError) as error:
+                self._fail(account, log, client, error)
+            self._commit()
+            return log
+
+    @api.model
+    def _fail(self, account, log, client, error):
+        if isinstance(error, AuthError) and error.grant_invalid:
+            account._mark_reconnect(str(error))
+        _logger.warning("FreshBooks sync of %s failed: %s", account.company_id.name, error)
+        log._finish(client.request_count if client else 0, message=str(error), failed=True)
+
+    # --- clients -------------------------------------------------------------------------------
+
+    @api.model
+    def _import_clients(self, account, raws, log):
+        """Import clients page by page, committing each page; returns the ids seen."""
+        seen, page = set(), []
+        for raw in raws:
+            page.append(raw)
+            if len(page) >= PAGE_SIZE:
+                seen |= self._import_page(account, page, log)
+                page = []
+        if page:
+            seen |= self._import_page(account, page, log)
+        return seen
+
+    @api.model
+    def _import_page(self, account, raws, log):
+        records, seen = [], set()
+        for raw in raws:
+            ref = raw.get("id") if isinstance(raw, dict) else None
+            if ref is not None:
+                seen.add(str(ref))
+            try:
+                records.append((parse_client(raw), raw))
+            except MappingError as error:
+                name = clean_text(raw.get("organization") or raw.get("email")) if isinstance(
+                    raw, dict) else None
+                log._add_line("error", str(error), ref, name)
+        with self.env.cr.savepoint():
+            self._apply_records(account, records, log)
+        self._commit()
+        return seen
+
+    @api.model
+    def _apply_records(self, account, records, log):
+        """Update links of known clients; match, hold or create the others."""
+        refs = [r.client_id for r, _raw in records]
+        linked = {p.freshbooks_client_id: p for p in self._partners().search(
+            [("freshbooks_account_id", "=", account.id), ("freshbooks_client_id", "in", refs)])}
+        held = set(self.env["freshbooks.review"].sudo().search(
+            [("account_id", "=", account.id), ("client_ref", "in", refs),
+             ("state", "=", "open")]).mapped("client_ref"))
+        new = []
+        for record, raw in records:
+            partner = linked.get(record.client_id)
+            if partner:
+                state = VIS_STATES.get(record.vis_state, "active")
+                if partner.freshbooks_state != state:
+                    partner.write({"freshbooks_state": state})
+                    log._count("updated")
+            elif record.vis_state != 0:
+                log._count("skipped")  # archived or deleted in FreshBooks: not imported
+            elif record.client_id in held:
+                log._count("held")
+            else:
+                new.append((record, raw))
+        if new:
+            self._match_and_import(account, new, log)
+
+    @api.model
+    def _match_and_import(self, account, items, log):
+        candidates = self._find_candidates(account, {r.key for r, _raw in items})
+        used, to_create = set(), []
+        Partner = self._partners()
+        for record, raw in items:
+            matches = candidates.get((record.key, record.is_company), Partner).filtered(
+                lambda p, used=used: p.id not in used)
+            if len(matches) == 1:
+                self._link(account, matches, record)
+                used.add(matches.id)
+                log._count("linked")
+            elif matches:
+                self.env["freshbooks.review"].sudo()._hold(account, record, raw, matches)
+                log._count("held")
+                log._add_line("warning", _("Held for review: %s contacts have this name.",
+                                           len(matches)), record.client_id, record.name)
+            else:
+                to_create.append(record)
+        self._create_partners(account, to_create, log)
+
+    @api.model
+    def _find_candidates(self, account, keys):
+        """Unlinked top-level contacts by (name key, is company): companies match companies,
+        people match people."""
+        partners = self.env["res.partner"].sudo().search([
+            ("freshbooks_name_key", "in", list(keys)), ("freshbooks_client_id", "=", False),
+            ("parent_id", "=", False), ("company_id", "in", [False, account.company_id.id])])
+        result = {}
+        for partner in partners:
+            key = (partner.freshbooks_name_key, partner.is_company)
+            result[key] = result.get(key, self.env["res.partner"].sudo()) | partner
+        return result
+
+    @api.model
+    def _link_values(self, account, client_id):
+        return {"freshbooks_account_id": account.id, "freshbooks_client_id": client_id,
+                "freshbooks_state": "active", "freshbooks_push_state": "synced",
+                "freshbooks_push_error": False}
+
+    @api.model
+    def _link(self, account, partner, record):
+        """Link an existing contact: fill only its empty fields, and say so in its chatter."""
+        partner = partner.with_context(freshbooks_no_push=True)
+        values = self.env["freshbooks.mapping"]._partner_values(record)
+        filled = {k: v for k, v in values.items()
+                  if k not in ("name", "is_company") and not partner[k]}
+        partner.write(dict(filled, **self._link_values(account, record.client_id)))
+        self._attach_invoices(account, partner)
+        labels = [partner._fields[k].string for k in filled]
+        body = _("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
+        if labels:
+            body += " " + _("Filled from FreshBooks: %s.", ", ".join(labels))
+        partner.message_post(body=body, subtype_xmlid="mail.mt_note")
+
+    @api.model
+    def _create_partners(self, account, records, log):
+        if not records:
+            return
+        Mapping = self.env["freshbooks.mapping"].with_context(freshbooks_country_cache=None)
+        vals_list = []
+        for record in records:
+            values = Mapping._partner_values(record)
+            values.update(self._link_values(account, record.client_id),
+                          team_id=account.import_team_id.id or False,
+                          company_id=account.company_id.id)
+            vals_list.append(values)
+            for problem in record.problems:
+                log._add_line("warning", problem, record.client_id, record.name)
+        try:
+            with self.env.cr.savepoint():
+                partners = self._partners().create(vals_list)
+            log._count("created", len(partners))
+        except Exception:  # noqa: BLE001 - find the bad record and keep the others
+            for values in vals_list:
+                try:
+                    with self.env.cr.savepoint():
+                        partners = self._partners().create([values])
+                    log._count("created")
+                except Exception as error:  # noqa: BLE001
+                    log._add_line("error", _("Could not create the contact: %s", error),
+                                  values["freshbooks_client_id"], values.get("name"))
+                    continue
+                self._attach_invoices(account, partners)
+            return
+        self._attach_invoices(account, partners)
+
+    @api.model
+    def _attach_invoices(self, account, partners):
+        refs = {p.freshbooks_client_id: p.id for p in partners}
+        invoices = self.env["freshbooks.invoice"].sudo().search(
+            [("account_id", "=", account.id), ("client_ref", "in", list(refs)),
+             ("partner_id", "=", False)])
+        for invoice in invoices:
+            invoice.partner_id = refs[invoice.client_ref]
+
+    @api.model
+    def _mark_missing_deleted(self, account, seen, log):
+        """After a full listing: linked clients FreshBooks no longer lists were deleted there."""
+        Partner = self._partners()
+        linked = Partner.search_read(
+            [("freshbooks_account_id", "=", account.id), ("freshbooks_client_id", "!=", False),
+             ("freshbooks_state", "!=", "deleted")], ["freshbooks_client_id"])
+        gone = [p["id"] for p in linked if p["freshbooks_client_id"] not in seen]
+        if gone:
+            Partner.browse(gone).write({"freshbooks_state": "deleted"})
+            log._count("updated", len(gone))
+        self._commit()
+
+    @api.model
+    def _resolve_review(self, review, partner):
+        review = review.sudo()
+        account = review.account_id
+        record = parse_client(review.client_data)
+        if self._partners().search_count([("freshbooks_account_id", "=", account.id),
+                                          ("freshbooks_client_id", "=", record.client_id)]):
+            raise UserError(_("This FreshBooks client is already linked to a contact."))
+        if partner:
+            self._link(account, partner.sudo(), record)
+            resolution = _("Linked to %s", partner.display_name)
+        else:
+            log = self.env["freshbooks.sync.log"].sudo().new({"account_id": account.id})
+            self._create_partners(account, [record], log)
+            resolution = _("New contact created")
+        review.write({"state": "done", "resolution": resolution})
+
+    # --- the queue: webhook hints and contacts deleted in Odoo ---------------------------------
+
+    @api.model
+    def _process_queue(self, account, client, log):
+        Queue = self.env["freshbooks.queue"].sudo()
+        while True:
+            rows = Queue.search([("account_id", "=", account.id)], limit=QUEUE_BATCH)
+            if not rows:
+                return
+            for row in rows:
+                with self.env.cr.savepoint():
+                    if row.object_type == "client":
+                        self._refresh_client(account, client, row.object_ref, log)
+                    else:
+                        self._refresh_invoice(account, client, row.object_ref, log)
+                    row.unlink()
+            self._commit()
+
+    @api.model
+    def _refresh_client(self, account, client, ref, log):
+        try:
+            raw = client.get_client(account.fb_account_id, ref)
+        except NotFoundError:
+            raw = {"id": ref, "vis_state": 1, "email": "deleted@freshbooks.invalid"}
+        try:
+            record = parse_client(raw)
+        except MappingError as error:
+            log._add_line("error", str(error), ref)
+            return
+        self._apply_records(account, [(record, raw)], log)
+
+    @api.model
+    def _refresh_invoice(self, account, client, ref, log):
+        Invoice = self.env["freshbooks.invoice"].sudo()
+        try:
+            raw = client.get_invoice(account.fb_account_id, ref)
+        except NotFoundError:
+            raw = {"id": ref, "vis_state": 1}
+        updated, removed = Invoice._store_page(account, [raw])
+        log._count("invoices_updated", updated)
+        log._count("invoices_removed", removed)
+
+    # --- invoices ------------------------------------------------------------------------------
+
+    @api.model
+    def _sync_invoices(self, account, client, since, log):
+        """Account-wide, page by page; a full pass also drops invoices FreshBooks no longer has."""
+        Invoice = self.env["freshbooks.invoice"].sudo().with_context(freshbooks_currencies={})
+        seen, page = set(), []
+        for raw in client.iter_invoices(account.fb_account_id, updated_since=since):
+            page.append(raw)
+            if len(page) >= PAGE_SIZE:
+                seen |= self._store_invoice_page(Invoice, account, page, log)
+                page = []
+        if page:
+            seen |= self._store_invoice_page(Invoice, account, page, log)
+        if since is None:
+            stale = Invoice.search([("account_id", "=", account.id),
+                                    ("invoice_ref", "not in", list(seen))])
+            log._count("invoices_removed", len(stale))
+            stale.unlink()
+            self._commit()
+
+    @api.model
+    def _store_invoice_page(self, Invoice, account, page, log):
+        with self.env.cr.savepoint():
+            updated, removed = Invoice._store_page(account, page)
+        log._count("invoices_updated", updated)
+        log._count("invoices_removed", removed)
+        self._commit()
+        return {str(r.get("id")) for r in page if isinstance(r, dict)}
+
+    @api.model
+    def _refresh_partner_invoices(self, partner):
+        """All invoices of one contact, now (the button on the contact form)."""
+        account = partner.freshbooks_account_id
+        if not partner.freshbooks_client_id or account.state != "connected":
+            raise UserError(_("This contact is not linked to a connected FreshBooks business."))
+        client = account._get_client()
+        Invoice = self.env["freshbooks.invoice"].sudo().with_context(freshbooks_currencies={})
+        raws = list(client.iter_invoices(account.fb_account_id,
+                                         client_id=partner.freshbooks_client_id))
+        Invoice._store_page(account, raws)
+        refs = {str(r.get("id")) for r in raws if isinstance(r, dict)}
+        Invoice.search([("account_id", "=", account.id),
+                        ("client_ref", "=", partner.freshbooks_client_id),
+                        ("invoice_ref", "not in", list(refs))]).unlink()
+
+    # --- pushing Odoo edits --------------------------------------------------------------------
+
+    @api.model
+    def _pending_partners(self, account):
+        return self._partners().search([("freshbooks_account_id", "=", account.id),
+                                        ("freshbooks_push_state", "=", "pending")])
+
+    @api.model
+    def _push_partners(self, partners, client=None, log=None, **client_options):
+        """Send pending contacts; returns those still pending (to retry later)."""
+        left = self.env["res.partner"]
+        for account in partners.mapped("freshbooks_account_id"):
+            todo = partners.filtered(lambda p, a=account: p.freshbooks_account_id == a)
+            if account.state != "connected":
+                left |= todo
+                continue
+            api_client = client or account._get_client(**client_options)
+            for index, partner in enumerate(todo):
+                if not self._push_one(account, api_client, partner, log):
+                    left |= partner
+                if index % 50 == 49:
+                    self._commit()
+                if account.state != "connected":
+                    left |= todo[index + 1:]
+                    break
+        self._commit()
+        return left
+
+    @api.model
+    def _push_one(self, account, client, partner, log):
+        """Push one contact; True when it needs nothing more (sent, or rejected for good)."""
+        cr = self.env.cr
+        cr.execute("SELECT freshbooks_push_state, freshbooks_push_seq, freshbooks_client_id "
+                   "FROM res_partner WHERE id = %s FOR UPDATE", [partner.id])
+        row = cr.fetchone()
+        if not row or row[0] != "pending":
+            return True
+        seq, ref = row[1], row[2]
+        partner.invalidate_recordset()
+        data = self.env["freshbooks.mapping"]._client_values(partner)
+        try:
+            if ref:
+                client.update_client(account.fb_account_id, ref, data)
+            else:
+                created = client.create_client(account.fb_account_id, data)
+                ref = str(created["id"])
+                partner.with_context(freshbooks_no_push=True).write(
+                    self._link_values(account, ref))
+                self._attach_invoices(account, partner)
+                # The client exists in FreshBooks now: never lose the link.
+                self._commit()
+        except ValidationError as error:
+            self._set_push_result(partner, seq, "error", str(error))
+            return True
+        except NotFoundError:
+            partner.with_context(freshbooks_no_push=True).write({"freshbooks_state": "deleted"})
+            self._set_push_result(partner, seq, "error", _("This client was deleted in FreshBooks."))
+            return True
+        except AuthError as error:
+            if error.grant_invalid:
+                account._mark_reconnect(str(error))
+            self._set_push_result(partner, seq, "pending", _("Will retry: %s", error))
+            return False
+        except FreshBooksError as error:
+            self._set_push_result(partner, seq, "pending", _("Will retry: %s", error))
+            return False
+        self._set_push_result(partner, seq, "synced", False)
+        if log:
+            log._count("pushed")
+        return True
+
+    @api.model
+    def _set_push_result(self, partner, seq, state, message):
+        # Only the push that sent the latest edit may mark the contact up to date.
+        self.env.cr.execute(
+            "UPDATE res_partner SET freshbooks_push_state = %s, freshbooks_push_error = %s "
+            "WHERE id = %s AND (freshbooks_push_seq = %s OR %s = 'pending')",
+            [state, message or None, partner.id, seq, state])
+        partner.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_error"])

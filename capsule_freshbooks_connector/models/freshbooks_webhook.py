@@ -1,0 +1,117 @@
+import logging
+
+from odoo import _, api, fields, models
+
+from ..freshbooks import FreshBooksError, NotFoundError, verify_webhook
+
+_logger = logging.getLogger(__name__)
+
+EVENTS = ("client.create", "client.update", "client.delete",
+          "invoice.create", "invoice.update", "invoice.delete")
+
+
+class FreshbooksWebhook(models.Model):
+    """A FreshBooks webhook callback of ours, and its verifier (the key of its signatures)."""
+
+    _name = "freshbooks.webhook"
+    _description = "FreshBooks webhook callback"
+
+    account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
+    callback_ref = fields.Char("FreshBooks callback ID", required=True, index=True)
+    event = fields.Char(required=True)
+    verifier = fields.Char(groups="base.group_system")
+    verified = fields.Boolean()
+
+    @api.model
+    def _ensure(self, account, client):
+        """Register the callbacks this account lacks; costs no request once all are active."""
+        if not self._webhooks_possible(account):
+            return
+        hooks = self.sudo().search([("account_id", "=", account.id)])
+        if account.webhook_state == "active" and set(hooks.mapped("event")) >= set(EVENTS):
+            return
+        uri = account._webhook_uri()
+        try:
+            for hook in hooks.filtered(lambda h: not h.verified):
+                client.resend_callback_verification(account.fb_account_id, hook.callback_ref)
+            for event in set(EVENTS) - set(hooks.mapped("event")):
+                callback = client.create_callback(account.fb_account_id, event, uri)
+                self.sudo().create({"account_id": account.id, "event": event,
+                                    "callback_ref": str(callback["callbackid"])})
+                # FreshBooks posts the verifier to us at once: our row must be visible by then.
+                self.env["freshbooks.sync"]._commit()
+        except FreshBooksError as error:
+            account.write({"webhook_state": "unavailable", "webhook_message": _(
+                "FreshBooks did not accept the webhooks (%s). The scheduled sync keeps "
+                "contacts and invoices up to date.", error)})
+            return
+        account._update_webhook_state()
+
+    @api.model
+    def _webhooks_possible(self, account):
+        if account._webhooks_reachable():
+            return True
+        account.write({"webhook_state": "unavailable", "webhook_message": _(
+            "Odoo's address (%s) cannot be reached from the internet, so FreshBooks cannot send "
+            "instant updates. The scheduled sync keeps contacts and invoices up to date.",
+            account._base_url() or _("not set"))})
+        return False
+
+    @api.model
+    def _receive_verifier(self, callback_ref, verifier):
+        """FreshBooks' handshake: keep the verifier and confirm it back after commit."""
+        hook = self.sudo().search([("callback_ref", "=", str(callback_ref)),
+                                   ("verified", "=", False)], limit=1)
+        if not hook or not verifier:
+            return False
+        hook.verifier = verifier
+        self.env.cr.postcommit.add(lambda: self._confirm_after_commit(hook.id))
+        return True
+
+    def _confirm_after_commit(self, hook_id):
+        with self.pool.cursor() as cr:
+            env = api.Environment(cr, self.env.uid, {})
+            hook = env[self._name].sudo().browse(hook_id).exists()
+            if not hook or hook.verified:
+                return
+            account = hook.account_id
+            try:
+                client = account._get_client(max_retries=1)
+                client.verify_callback(account.fb_account_id, hook.callback_ref, hook.verifier)
+            except FreshBooksError as error:
+                _logger.warning("FreshBooks webhook verification failed: %s", error)
+                hook.verifier = False
+                return
+            hook.verified = True
+            account._update_webhook_state()
+
+    @api.model
+    def _account_for_delivery(self, fields_, raw_body, signature):
+        """The account a signed delivery belongs to, or None when the signature does not match."""
+        fb_account_id = dict(fields_).get("account_id")
+        if not fb_account_id or not signature:
+            return None
+        account = self.env["freshbooks.account"].sudo().search(
+            [("fb_account_id", "=", fb_account_id), ("state", "=", "connected")], limit=1)
+        if not account:
+            return None
+        hooks = self.sudo().search([("account_id", "=", account.id), ("verifier", "!=", False)])
+        # Any of the account's verifiers may have signed it: one per callback.
+        valid = [verify_webhook(h.verifier, raw_body, signature) for h in hooks]
+        return account if any(valid) else None
+
+    @api.model
+    def _remove_all(self, account):
+        hooks = self.sudo().search([("account_id", "=", account.id)])
+        if not hooks:
+            return
+        try:
+            client = account._get_client(allow_unconnected=True, max_retries=1)
+            for hook in hooks:
+                try:
+                    client.delete_callback(account.fb_account_id, hook.callback_ref)
+                except NotFoundError:
+                    pass
+        except FreshBooksError as error:
+            _logger.info("FreshBooks webhooks could not be removed: %s", error)
+        hooks.unlink()

@@ -1,0 +1,194 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import format_amount
+
+from .freshbooks_mapping import PUSHED_FIELDS, name_key
+
+# More edits than this in one transaction go to the background job instead of the user's save.
+INLINE_PUSH_LIMIT = 10
+
+
+class ResPartner(models.Model):
+    _inherit = "res.partner"
+
+    # Odoo 18 community has no sales team on contacts; imports need one to be "Unassigned".
+    team_id = fields.Many2one("crm.team", "Sales Team", index="btree_not_null", tracking=True,
+                              help="Empty: Unassigned, visible to every internal user.")
+    freshbooks_client_id = fields.Char(
+        "FreshBooks client ID", copy=False, index="btree_not_null", readonly=True)
+    freshbooks_account_id = fields.Many2one(
+        "freshbooks.account", "FreshBooks connection", copy=False, readonly=True,
+        index="btree_not_null", ondelete="set null")
+    freshbooks_state = fields.Selection(
+        [("active", "Active"), ("archived", "Archived in FreshBooks"),
+         ("deleted", "Deleted in FreshBooks")], copy=False, readonly=True)
+    freshbooks_push_state = fields.Selection(
+        [("synced", "Up to date"), ("pending", "Waiting to be sent"),
+         ("error", "Rejected by FreshBooks")], copy=False, readonly=True)
+    freshbooks_push_error = fields.Char("FreshBooks error", copy=False, readonly=True)
+    # Incremented by every edit to push; a push only marks the contact up to date if it sent the
+    # latest version (an edit made while a push was in flight is sent again).
+    freshbooks_push_seq = fields.Integer(copy=False, readonly=True)
+    freshbooks_name_key = fields.Char(compute="_compute_freshbooks_name_key", store=True,
+                                      index=True, copy=False)
+    freshbooks_held = fields.Boolean(
+        "Held for FreshBooks review", compute="_compute_freshbooks_held",
+        search="_search_freshbooks_held")
+    freshbooks_invoice_ids = fields.One2many("freshbooks.invoice", "partner_id",
+                                             "FreshBooks invoices")
+    freshbooks_invoice_count = fields.Integer(compute="_compute_freshbooks_invoice_stats")
+    freshbooks_outstanding = fields.Char("Outstanding",
+                                         compute="_compute_freshbooks_invoice_stats")
+    freshbooks_url = fields.Char("Open in FreshBooks", compute="_compute_freshbooks_url")
+    freshbooks_can_add = fields.Boolean(compute="_compute_freshbooks_can_add")
+
+    _sql_constraints = [
+        ("freshbooks_client_uniq", "unique(freshbooks_account_id, freshbooks_client_id)",
+         "This FreshBooks client is already linked to another contact."),
+    ]
+
+    @api.depends("name")
+    def _compute_freshbooks_name_key(self):
+        for partner in self:
+            partner.freshbooks_name_key = name_key(partner.name)
+
+    def _compute_freshbooks_held(self):
+        held = self._search_held_ids()
+        for partner in self:
+            partner.freshbooks_held = partner.id in held
+
+    def _search_held_ids(self):
+        reviews = self.env["freshbooks.review"].sudo().search([("state", "=", "open")])
+        return set(reviews.candidate_ids.ids)
+
+    def _search_freshbooks_held(self, operator, value):
+        if operator not in ("=", "!=") or not isinstance(value, bool):
+            raise UserError(_("Unsupported search on the FreshBooks review flag."))
+        positive = (operator == "=") == value
+        return [("id", "in" if positive else "not in", list(self._search_held_ids()))]
+
+    @api.depends("freshbooks_invoice_ids.outstanding", "freshbooks_invoice_ids.currency_id")
+    def _compute_freshbooks_invoice_stats(self):
+        for partner in self:
+            invoices = partner.freshbooks_invoice_ids
+            partner.freshbooks_invoice_count = len(invoices)
+            totals = {}
+            for invoice in invoices:
+                totals[invoice.currency_id] = totals.get(invoice.currency_id, 0.0) + \
+                    invoice.outstanding
+            partner.freshbooks_outstanding = " · ".join(
+                format_amount(self.env, amount, currency) if currency else f"{amount:.2f}"
+                for currency, amount in totals.items() if amount) or False
+
+    @api.depends("freshbooks_client_id", "freshbooks_account_id")
+    def _compute_freshbooks_url(self):
+        for partner in self:
+            account = partner.freshbooks_account_id.sudo()
+            partner.freshbooks_url = partner.freshbooks_client_id and account._web_link(
+                "client", partner.freshbooks_client_id)
+
+    @api.depends_context("company")
+    @api.depends("freshbooks_client_id", "parent_id", "freshbooks_push_state")
+    def _compute_freshbooks_can_add(self):
+        account = self.env["freshbooks.account"].sudo().search(
+            [("company_id", "=", self.env.company.id), ("state", "=", "connected")], limit=1)
+        allowed = self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user")
+        for partner in self:
+            partner.freshbooks_can_add = bool(
+                account and allowed and not partner.freshbooks_client_id
+                and not partner.parent_id and partner.freshbooks_push_state != "pending")
+
+    # --- pushing Odoo edits ----------------------------------------------------------------------
+
+    def write(self, vals):
+        result = super().write(vals)
+        if PUSHED_FIELDS.intersection(vals) and not self.env.context.get("freshbooks_no_push"):
+            linked = self.sudo().filtered(
+                lambda p: p.freshbooks_client_id and p.freshbooks_account_id
+                and p.freshbooks_state != "deleted")
+            linked._freshbooks_mark_pending()
+        return result
+
+    def unlink(self):
+        # FreshBooks keeps the client: queue it so the next sync makes the contact again, unless
+        # it is gone in FreshBooks too.
+        Queue = self.env["freshbooks.queue"].sudo()
+        for partner in self.sudo().filtered(lambda p: p.freshbooks_client_id
+                                            and p.freshbooks_account_id):
+            if partner.freshbooks_state == "active":
+                Queue._enqueue(partner.freshbooks_account_id, "client",
+                               partner.freshbooks_client_id, "odoo_delete")
+        return super().unlink()
+
+    def _freshbooks_mark_pending(self):
+        """Mark for push and send after this transaction commits (never inside it)."""
+        if not self:
+            return
+        self.env.cr.execute(
+            "UPDATE res_partner SET freshbooks_push_state = 'pending', "
+            "freshbooks_push_seq = COALESCE(freshbooks_push_seq, 0) + 1 WHERE id IN %s",
+            [tuple(self.ids)])
+        self.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_seq"])
+        data = self.env.cr.postcommit.data
+        pending = data.setdefault("freshbooks.push", set())
+        if not pending:
+            self.env.cr.postcommit.add(self._freshbooks_push_after_commit)
+        pending.update(self.ids)
+
+    def _freshbooks_push_after_commit(self):
+        ids = self.env.cr.postcommit.data.pop("freshbooks.push", set())
+        if not ids:
+            return
+        cron = "capsule_freshbooks_connector.ir_cron_freshbooks_work"
+        with self.pool.cursor() as cr:
+            env = api.Environment(cr, self.env.uid, self.env.context)
+            if len(ids) > INLINE_PUSH_LIMIT:
+                # Bulk edits: the background job sends them, politely paced.
+                env.ref(cron).sudo()._trigger()
+                return
+            partners = env["res.partner"].sudo().browse(sorted(ids)).exists()
+            # A short timeout and no retries: the user is waiting; failures go to the cron.
+            left = env["freshbooks.sync"]._push_partners(partners, timeout=(3, 5), max_retries=0)
+            if left:
+                env.ref(cron).sudo()._trigger()
+
+    def action_freshbooks_add(self):
+        """Create this contact as a client in FreshBooks (after commit) and link it."""
+        if not self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user"):
+            raise AccessError(_("You are not allowed to add contacts to FreshBooks."))
+        account = self.env["freshbooks.account"].sudo().search(
+            [("company_id", "=", self.env.company.id), ("state", "=", "connected")], limit=1)
+        if not account:
+            raise UserError(_("FreshBooks is not connected for %s.", self.env.company.name))
+        for partner in self:
+            if partner.parent_id:
+                raise UserError(_("%s belongs to a company: add the company to FreshBooks "
+                                  "instead.", partner.display_name))
+        # The row lock makes a second click, or a second user, wait and then see the first one.
+        self.env.cr.execute("SELECT id FROM res_partner WHERE id IN %s FOR UPDATE",
+                            [tuple(self.ids)])
+        self.invalidate_recordset(["freshbooks_client_id", "freshbooks_push_state",
+                                   "freshbooks_account_id"])
+        todo = self.sudo().filtered(lambda p: not p.freshbooks_client_id
+                                    and p.freshbooks_push_state != "pending")
+        todo.with_context(freshbooks_no_push=True).write({"freshbooks_account_id": account.id})
+        todo._freshbooks_mark_pending()
+        return True
+
+    def action_freshbooks_refresh_invoices(self):
+        self.ensure_one()
+        if not self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user"):
+            raise AccessError(_("You are not allowed to refresh FreshBooks invoices."))
+        self.env["freshbooks.sync"]._refresh_partner_invoices(self.sudo())
+        return True
+
+    def action_freshbooks_open_invoices(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("FreshBooks invoices"),
+            "res_model": "freshbooks.invoice",
+            "view_mode": "list,form",
+            "domain": [("partner_id", "=", self.id)],
+            "context": {"create": False},
+        }
