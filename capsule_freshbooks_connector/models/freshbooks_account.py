@@ -22,7 +22,7 @@ CALLBACK_PATH = "/freshbooks/oauth/callback"
 WEBHOOK_PATH = "/freshbooks/webhook"
 STATE_TTL = timedelta(minutes=15)
 
-SECRET_GROUP = "base.group_system"
+ADMIN_GROUP = "base.group_system"
 
 
 def _is_loopback_or_private(host):
@@ -46,15 +46,15 @@ class FreshbooksAccount(models.Model):
     company_id = fields.Many2one("res.company", required=True, ondelete="cascade", index=True)
     freshbooks_url = fields.Char("FreshBooks URL", default="my.freshbooks.com")
     is_classic = fields.Boolean(compute="_compute_is_classic")
-    client_id = fields.Char("Client ID", groups=SECRET_GROUP)
-    client_secret = fields.Char("Client secret", groups=SECRET_GROUP)
-    access_token = fields.Char(groups=SECRET_GROUP, copy=False)
-    refresh_token = fields.Char(groups=SECRET_GROUP, copy=False)
-    token_expiry = fields.Datetime(groups=SECRET_GROUP, copy=False)
-    oauth_state = fields.Char(groups=SECRET_GROUP, copy=False)
-    oauth_state_uid = fields.Many2one("res.users", groups=SECRET_GROUP, copy=False)
-    oauth_state_expiry = fields.Datetime(groups=SECRET_GROUP, copy=False)
-    business_choices = fields.Json(groups=SECRET_GROUP, copy=False)
+    client_id = fields.Char("Client ID", groups=ADMIN_GROUP)
+    client_secret = fields.Char("Client secret", groups=ADMIN_GROUP)
+    access_token = fields.Char(groups=ADMIN_GROUP, copy=False)
+    refresh_token = fields.Char(groups=ADMIN_GROUP, copy=False)
+    token_expiry = fields.Datetime(groups=ADMIN_GROUP, copy=False)
+    oauth_state = fields.Char(groups=ADMIN_GROUP, copy=False)
+    oauth_state_uid = fields.Many2one("res.users", groups=ADMIN_GROUP, copy=False)
+    oauth_state_expiry = fields.Datetime(groups=ADMIN_GROUP, copy=False)
+    business_choices = fields.Json(groups=ADMIN_GROUP, copy=False)
 
     state = fields.Selection(
         [("draft", "Not connected"), ("choose", "Choose a business"),

@@ -1,7 +1,7 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
-SECRET_GROUP = "base.group_system"
+ADMIN_GROUP = "base.group_system"
 
 
 class ResConfigSettings(models.TransientModel):
@@ -9,28 +9,33 @@ class ResConfigSettings(models.TransientModel):
 
     _inherit = "res.config.settings"
 
-    freshbooks_url = fields.Char("FreshBooks URL", groups=SECRET_GROUP)
-    freshbooks_client_id = fields.Char("FreshBooks client ID", groups=SECRET_GROUP)
-    freshbooks_client_secret = fields.Char("FreshBooks client secret", groups=SECRET_GROUP)
+    freshbooks_url = fields.Char("FreshBooks URL", groups=ADMIN_GROUP)
+    freshbooks_client_id = fields.Char("FreshBooks client ID", groups=ADMIN_GROUP)
+    freshbooks_client_secret = fields.Char("FreshBooks client secret", groups=ADMIN_GROUP)
     freshbooks_import_team_id = fields.Many2one(
-        "crm.team", "Sales team for FreshBooks imports", groups=SECRET_GROUP)
+        "crm.team", "Sales team for FreshBooks imports", groups=ADMIN_GROUP)
     freshbooks_account_id = fields.Many2one(
-        "freshbooks.account", compute="_compute_freshbooks_account", groups=SECRET_GROUP)
-    freshbooks_state = fields.Selection(related="freshbooks_account_id.state", groups=SECRET_GROUP)
-    freshbooks_business_name = fields.Char(related="freshbooks_account_id.fb_business_name", groups=SECRET_GROUP)
-    freshbooks_user_name = fields.Char(related="freshbooks_account_id.fb_user_name", groups=SECRET_GROUP)
-    freshbooks_status_message = fields.Char(related="freshbooks_account_id.status_message", groups=SECRET_GROUP)
-    freshbooks_last_sync_end = fields.Datetime(related="freshbooks_account_id.last_sync_end", groups=SECRET_GROUP)
+        "freshbooks.account", compute="_compute_freshbooks_account", groups=ADMIN_GROUP)
+    freshbooks_state = fields.Selection(related="freshbooks_account_id.state", groups=ADMIN_GROUP)
+    freshbooks_business_name = fields.Char(
+        related="freshbooks_account_id.fb_business_name", groups=ADMIN_GROUP)
+    freshbooks_user_name = fields.Char(related="freshbooks_account_id.fb_user_name", groups=ADMIN_GROUP)
+    freshbooks_status_message = fields.Char(
+        related="freshbooks_account_id.status_message", groups=ADMIN_GROUP)
+    freshbooks_last_sync_end = fields.Datetime(
+        related="freshbooks_account_id.last_sync_end", groups=ADMIN_GROUP)
     freshbooks_last_sync_state = fields.Selection(
-        related="freshbooks_account_id.last_sync_state", groups=SECRET_GROUP)
+        related="freshbooks_account_id.last_sync_state", groups=ADMIN_GROUP)
     freshbooks_last_sync_message = fields.Char(
-        related="freshbooks_account_id.last_sync_message", groups=SECRET_GROUP)
-    freshbooks_webhook_state = fields.Selection(related="freshbooks_account_id.webhook_state", groups=SECRET_GROUP)
-    freshbooks_webhook_message = fields.Char(related="freshbooks_account_id.webhook_message", groups=SECRET_GROUP)
+        related="freshbooks_account_id.last_sync_message", groups=ADMIN_GROUP)
+    freshbooks_webhook_state = fields.Selection(
+        related="freshbooks_account_id.webhook_state", groups=ADMIN_GROUP)
+    freshbooks_webhook_message = fields.Char(
+        related="freshbooks_account_id.webhook_message", groups=ADMIN_GROUP)
     freshbooks_is_classic = fields.Boolean(compute="_compute_freshbooks_is_classic",
-                                           groups=SECRET_GROUP)
+                                           groups=ADMIN_GROUP)
     freshbooks_redirect_uri = fields.Char(compute="_compute_freshbooks_account",
-                                          groups=SECRET_GROUP)
+                                          groups=ADMIN_GROUP)
 
     @api.depends("company_id")
     def _compute_freshbooks_account(self):
@@ -49,7 +54,7 @@ class ResConfigSettings(models.TransientModel):
     @api.model
     def default_get(self, fields_list):
         values = super().default_get(fields_list)
-        if self.env.user.has_group(SECRET_GROUP):
+        if self.env.user.has_group(ADMIN_GROUP):
             account = self.env["freshbooks.account"]._for_company(self.env.company)
             values.update({
                 "freshbooks_url": account.freshbooks_url,
@@ -61,7 +66,7 @@ class ResConfigSettings(models.TransientModel):
 
     def set_values(self):
         super().set_values()
-        if not self.env.user.has_group(SECRET_GROUP):
+        if not self.env.user.has_group(ADMIN_GROUP):
             return
         account = self.env["freshbooks.account"]._for_company(self.company_id)
         values = {

@@ -1,0 +1,65 @@
+import { registry } from "@web/core/registry";
+
+// Settings > Integrations > FreshBooks: fill in the app, Connect, consent at the sandbox, back
+// connected. The sandbox's consent page is clicked by the sandbox itself in tests (see
+// dev/sandbox), so the tour resumes when FreshBooks sends the browser back to Odoo.
+registry.category("web_tour.tours").add("freshbooks_connect_tour", {
+    url: "/odoo/settings",
+    steps: () => [
+        {
+            content: "The FreshBooks block is in Integrations",
+            trigger: "#freshbooks div[name='freshbooks_url'] input",
+            run: "edit my.freshbooks.com",
+        },
+        {
+            trigger: "div[name='freshbooks_client_id'] input",
+            run: "edit sandbox-client-id",
+        },
+        {
+            trigger: "div[name='freshbooks_client_secret'] input",
+            run: "edit sandbox-client-secret",
+        },
+        {
+            content: "The redirect URI to register at FreshBooks is shown",
+            trigger: "div[name='freshbooks_redirect_uri']:contains('/freshbooks/oauth/callback')",
+        },
+        {
+            content: "Connect sends the browser to FreshBooks",
+            trigger: "button[name='action_freshbooks_connect']",
+            run: "click",
+        },
+        {
+            content: "Back in Odoo, connected",
+            trigger: "#freshbooks div[name='freshbooks_state']:contains('Connected')",
+        },
+        {
+            trigger: "#freshbooks div[name='freshbooks_business_name']:contains('Sandbox')",
+        },
+    ],
+});
+
+// A linked contact shows its FreshBooks invoices and the outstanding total.
+registry.category("web_tour.tours").add("freshbooks_invoices_tour", {
+    steps: () => [
+        {
+            content: "The smart button shows the count and what is due",
+            trigger: ".oe_stat_button:contains('FreshBooks'):contains('Due')",
+        },
+        {
+            content: "Open the FreshBooks tab",
+            trigger: ".o_notebook .nav-link:contains('FreshBooks')",
+            run: "click",
+        },
+        {
+            content: "The invoices are listed, newest first",
+            trigger: "div[name='freshbooks_invoice_ids'] .o_data_row:first:contains('TOUR-2')",
+        },
+        {
+            trigger: "div[name='freshbooks_invoice_ids'] .o_data_row:contains('TOUR-1')",
+        },
+        {
+            content: "Each invoice opens in FreshBooks",
+            trigger: "div[name='freshbooks_invoice_ids'] .o_data_row a[href*='/#/invoice/']",
+        },
+    ],
+});

@@ -1,0 +1,22 @@
+from odoo.tests import HttpCase, tagged
+
+from .common import connect_account, load_sandbox_module
+
+
+@tagged("post_install", "-at_install")
+class TestInvoicesTour(HttpCase):
+
+    def test_contact_form_shows_freshbooks_invoices(self):
+        sandbox = load_sandbox_module().Sandbox().start()
+        self.addCleanup(sandbox.stop)
+        account = connect_account(self.env, sandbox)
+        client = sandbox.add_client(organization="Tour Client")
+        sandbox.add_invoice(client["id"], invoice_number="TOUR-1", create_date="2026-01-10",
+                            outstanding={"amount": "0.00", "code": "USD"}, v3_status="paid")
+        sandbox.add_invoice(client["id"], invoice_number="TOUR-2", create_date="2026-02-10",
+                            amount={"amount": "250.00", "code": "USD"},
+                            outstanding={"amount": "250.00", "code": "USD"}, v3_status="sent")
+        self.env["freshbooks.sync"]._sync_account(account)
+        partner = self.env["res.partner"].search([("freshbooks_client_id", "=", str(client["id"]))])
+        self.assertIn("250.00", partner.freshbooks_outstanding)
+        self.start_tour(f"/odoo/contacts/{partner.id}", "freshbooks_invoices_tour", login="admin")

@@ -1,0 +1,128 @@
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import new_test_user, tagged
+
+from ..models.res_partner import INLINE_PUSH_LIMIT
+from .common import FreshbooksCase
+
+
+class Boom(Exception):
+    pass
+
+
+@tagged("post_install", "-at_install")
+class TestPush(FreshbooksCase):
+
+    def setUp(self):
+        super().setUp()
+        self.client = self.sandbox.add_client(organization="Push Co", email="a@push.test")
+        self.sync()
+        self.partner = self.linked(self.client["id"])
+        self.run_postcommit()
+        self.sandbox.reset_counters()
+        self.writes_before = len(self.sandbox.client_writes)
+
+    def new_writes(self):
+        return self.sandbox.client_writes[self.writes_before:]
+
+    def fb_client(self, client_id):
+        return next(c for c in self.sandbox.clients(include_deleted=True)
+                    if str(c["id"]) == str(client_id))
+
+    def test_edit_then_commit_sends_exactly_one_update(self):
+        self.partner.phone = "+1 555 0100"
+        self.partner.write({"email": "b@push.test", "comment": "not pushed"})
+        self.assertEqual(self.partner.freshbooks_push_state, "pending")
+        self.assertEqual(self.new_writes(), [], "nothing leaves before the commit")
+        self.run_postcommit()
+        self.assertEqual(len(self.new_writes()), 1)
+        fb = self.fb_client(self.client["id"])
+        self.assertEqual((fb["bus_phone"], fb["email"]), ("+1 555 0100", "b@push.test"))
+        self.assertEqual(self.partner.freshbooks_push_state, "synced")
+
+    def test_rolled_back_edit_sends_nothing(self):
+        with self.assertRaises(Boom), self.env.cr.savepoint():
+            self.partner.phone = "+1 555 0199"
+            self.env.flush_all()
+            raise Boom()
+        self.partner.invalidate_recordset()
+        self.run_postcommit()
+        self.assertEqual(self.new_writes(), [])
+        self.assertEqual(self.sandbox.request_count(), 0)
+
+    def test_failed_push_is_retried_by_the_cron(self):
+        self.sandbox.set_faults(fault_rate=1.0)
+        self.partner.phone = "+1 555 0101"
+        self.run_postcommit()
+        self.assertEqual(self.partner.freshbooks_push_state, "pending")
+        self.assertIn("retry", self.partner.freshbooks_push_error.lower())
+        self.sandbox.set_faults(fault_rate=0.0)
+        self.Sync._cron_work()
+        self.assertEqual(self.partner.freshbooks_push_state, "synced")
+        self.assertFalse(self.partner.freshbooks_push_error)
+        self.assertEqual(self.fb_client(self.client["id"])["bus_phone"], "+1 555 0101")
+
+    def test_validation_error_is_shown_and_not_retried(self):
+        self.partner.email = "not-an-email"
+        self.run_postcommit()
+        self.assertEqual(self.partner.freshbooks_push_state, "error")
+        self.assertIn("Invalid email", self.partner.freshbooks_push_error)
+        requests = self.sandbox.request_count()
+        self.Sync._cron_work()
+        self.assertEqual(self.sandbox.request_count(), requests, "a rejected edit is not resent")
+        self.partner.email = "fixed@push.test"
+        self.run_postcommit()
+        self.assertEqual(self.partner.freshbooks_push_state, "synced")
+
+    def test_sync_writes_send_nothing(self):
+        self.sandbox.add_client(organization="Another")
+        self.sandbox.update_client(self.client["id"], email="changed@push.test")
+        self.Partner.create({"name": "Linked Later", "is_company": True})
+        self.sandbox.add_client(organization="Linked Later", email="ll@x.test")
+        self.sync(full=True)
+        self.run_postcommit()
+        self.assertEqual(self.new_writes(), [])
+
+    def test_add_to_freshbooks_twice_makes_one_client(self):
+        partner = self.Partner.create({"name": "Fresh Start SA", "is_company": True,
+                                       "email": "hello@fresh.test"})
+        self.assertTrue(partner.freshbooks_can_add)
+        partner.action_freshbooks_add()
+        partner.action_freshbooks_add()
+        self.run_postcommit()
+        partner.action_freshbooks_add()
+        self.run_postcommit()
+        creates = [w for w in self.new_writes() if w["method"] == "POST"]
+        self.assertEqual(len(creates), 1)
+        self.assertTrue(partner.freshbooks_client_id)
+        self.assertEqual(self.fb_client(partner.freshbooks_client_id)["organization"],
+                         "Fresh Start SA")
+        self.assertFalse(partner.freshbooks_can_add)
+
+    def test_user_without_the_right_cannot_push(self):
+        user = new_test_user(self.env, login="plain", groups="base.group_user,base.group_partner_manager")
+        partner = self.Partner.create({"name": "Not Yours", "is_company": True})
+        self.assertFalse(partner.with_user(user).freshbooks_can_add)
+        with self.assertRaises(AccessError):
+            partner.with_user(user).action_freshbooks_add()
+        self.run_postcommit()
+        self.assertEqual(self.new_writes(), [])
+
+    def test_child_contacts_are_not_clients(self):
+        child = self.Partner.create({"name": "Bob", "parent_id": self.partner.id})
+        self.assertFalse(child.freshbooks_can_add)
+        with self.assertRaises(UserError):
+            child.action_freshbooks_add()
+
+    def test_mass_edit_goes_to_the_background(self):
+        for i in range(INLINE_PUSH_LIMIT + 5):
+            self.sandbox.add_client(organization=f"Mass {i}")
+        self.sync()
+        self.run_postcommit()
+        writes = len(self.sandbox.client_writes)
+        partners = self.Partner.search([("name", "=like", "Mass %")])
+        partners.write({"phone": "+1 555 0000"})
+        self.run_postcommit()
+        self.assertEqual(len(self.sandbox.client_writes), writes, "not in the user's request")
+        self.Sync._cron_work()
+        self.assertEqual(len(self.sandbox.client_writes), writes + len(partners))
+        self.assertEqual(set(partners.mapped("freshbooks_push_state")), {"synced"})

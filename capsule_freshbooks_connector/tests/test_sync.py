@@ -1,0 +1,192 @@
+from unittest.mock import patch
+
+from odoo.sql_db import db_connect
+from odoo.tests import tagged
+
+from ..models.freshbooks_sync import LOCK_NAMESPACE, FreshbooksSync
+from .common import FreshbooksCase
+
+
+class Killed(BaseException):
+    """Stands for a worker killed mid-run: nothing in the sync may catch it."""
+
+
+@tagged("post_install", "-at_install")
+class TestContactSync(FreshbooksCase):
+
+    def company(self, name, **values):
+        return self.Partner.create(dict(values, name=name, is_company=True))
+
+    def test_first_import_links_by_name_holds_ambiguous_creates_the_rest(self):
+        acme = self.company("Acme  Widgets")
+        jose = self.Partner.create({"name": "josé GARCÍA"})
+        twins = self.company("Twin Co") | self.company("twin co")
+        c_acme = self.sandbox.add_client(organization="ACME widgets", email="ap@acme.test",
+                                         p_country="Canada", p_province="ON")
+        c_jose = self.sandbox.add_client(fname="José", lname="García", organization="")
+        c_twin = self.sandbox.add_client(organization="Twin Co")
+        c_new = self.sandbox.add_client(organization="Brand New Ltd", p_country="United States",
+                                        p_province="California")
+        # A person named like a company does not match the company.
+        c_person = self.sandbox.add_client(fname="Acme", lname="Widgets", organization="")
+
+        log = self.sync()
+
+        self.assertEqual(self.linked(c_acme["id"]), acme)
+        self.assertEqual(acme.name, "Acme  Widgets", "an Odoo name is never overwritten")
+        self.assertEqual(acme.email, "ap@acme.test", "empty fields are filled from FreshBooks")
+        self.assertEqual(acme.country_id, self.env.ref("base.ca"))
+        self.assertIn("Linked to FreshBooks client", acme.message_ids[0].body)
+        self.assertEqual(self.linked(c_jose["id"]), jose)
+        self.assertFalse(self.linked(c_twin["id"]))
+        review = self.env["freshbooks.review"].search([("client_ref", "=", str(c_twin["id"]))])
+        self.assertEqual(review.candidate_ids, twins)
+        self.assertEqual(self.Partner.search([("freshbooks_held", "=", True)]), twins)
+        new = self.linked(c_new["id"])
+        self.assertTrue(new.is_company)
+        self.assertEqual(new.state_id, self.env.ref("base.state_us_5"))
+        self.assertFalse(new.team_id, "imports are Unassigned by default")
+        person = self.linked(c_person["id"])
+        self.assertTrue(person and person != acme and not person.is_company)
+        self.assertEqual((log.created, log.linked, log.held, log.failed), (2, 2, 1, 0))
+        self.assertEqual(log.state, "done")
+
+    def test_second_run_changes_nothing(self):
+        for i in range(5):
+            self.sandbox.add_client(organization=f"Stable {i}")
+        self.sync()
+        count = self.Partner.search_count([])
+        log = self.sync(full=True)
+        self.assertEqual(self.Partner.search_count([]), count)
+        self.assertEqual((log.created, log.linked, log.updated, log.held), (0, 0, 0, 0))
+
+    def test_incremental_run_costs_one_request_per_list(self):
+        self.sandbox.add_client(organization="Before")
+        self.sync()
+        self.assertTrue(self.account.last_success_start)
+        self.sandbox.reset_counters()
+        log = self.sync()
+        self.assertEqual(log.kind, "incremental")
+        # One page of clients and one of invoices: webhooks are not re-registered when active
+        # or impossible.
+        self.assertLessEqual(self.sandbox.request_count(), 2 + (
+            0 if self.account.webhook_state in ("active", "unavailable") else 10))
+        later = self.sandbox.add_client(organization="After")
+        self.sync()
+        self.assertTrue(self.linked(later["id"]))
+
+    def test_freshbooks_edit_does_not_overwrite_odoo(self):
+        client = self.sandbox.add_client(organization="Keeper", email="old@keeper.test")
+        self.sync()
+        partner = self.linked(client["id"])
+        self.sandbox.update_client(client["id"], email="new@keeper.test", organization="Renamed")
+        self.sync(full=True)
+        self.assertEqual((partner.email, partner.name), ("old@keeper.test", "Keeper"))
+
+    def test_deleted_in_odoo_comes_back(self):
+        client = self.sandbox.add_client(organization="Phoenix")
+        self.sync()
+        first = self.linked(client["id"])
+        first.unlink()
+        self.sync()  # incremental: FreshBooks did not change, the queue brings it back
+        again = self.linked(client["id"])
+        self.assertTrue(again)
+        self.assertNotEqual(again.id, first.id)
+        self.assertEqual(again.name, "Phoenix")
+
+    def test_deleted_in_freshbooks_then_in_odoo_stays_gone(self):
+        client = self.sandbox.add_client(organization="Gone Corp")
+        self.sync()
+        partner = self.linked(client["id"])
+        self.sandbox.delete_client(client["id"])
+        self.sync(full=True)
+        self.assertEqual(partner.freshbooks_state, "deleted")
+        partner.unlink()
+        self.sync(full=True)
+        self.sync()
+        self.assertFalse(self.linked(client["id"]))
+        self.assertFalse(self.Partner.search([("name", "=", "Gone Corp")]))
+
+    def test_archived_client_is_not_imported(self):
+        client = self.sandbox.add_client(organization="Dusty")
+        self.sandbox.archive_client(client["id"])
+        log = self.sync()
+        self.assertFalse(self.linked(client["id"]))
+        self.assertEqual(log.skipped, 1)
+
+    def test_team_for_imports(self):
+        team = self.env["crm.team"].create({"name": "Imports"})
+        self.account.import_team_id = team
+        client = self.sandbox.add_client(organization="Teamed")
+        self.sync()
+        self.assertEqual(self.linked(client["id"]).team_id, team)
+
+    def test_concurrent_run_is_skipped(self):
+        self.sandbox.add_client(organization="Lonely")
+        with db_connect(self.env.cr.dbname).cursor() as other:
+            other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, self.account.id])
+            try:
+                self.assertIsNone(self.sync())
+                self.assertFalse(self.Partner.search([("name", "=", "Lonely")]))
+            finally:
+                other.execute("SELECT pg_advisory_unlock(%s, %s)",
+                              [LOCK_NAMESPACE, self.account.id])
+        self.sync()
+        self.assertEqual(self.Partner.search_count([("name", "=", "Lonely")]), 1)
+
+    def test_killed_run_then_rerun_converges(self):
+        for i in range(250):
+            self.sandbox.add_client(organization=f"Bulk {i:03d}")
+        original = FreshbooksSync._import_page
+        pages = []
+
+        def import_then_die(sync, account, raws, log):
+            if len(pages) == 2:
+                raise Killed()
+            pages.append(len(raws))
+            return original(sync, account, raws, log)
+
+        with patch.object(FreshbooksSync, "_import_page", import_then_die), \
+                self.assertRaises(Killed):
+            self.sync()
+        self.assertEqual(self.Partner.search_count([("name", "=like", "Bulk %")]), 200)
+        self.assertFalse(self.account.last_success_start, "a killed run is not a success")
+        self.sync()
+        self.assertEqual(self.Partner.search_count([("name", "=like", "Bulk %")]), 250)
+        self.assertEqual(self.Partner.search_count([("freshbooks_account_id", "=", self.account.id)]),
+                         250)
+
+    def test_bad_records_are_logged_and_the_rest_imported(self):
+        good = self.sandbox.add_client(organization="Good One")
+        self.sandbox.add_client(organization="", fname="", lname="", email="")
+        weird = self.sandbox.add_client(organization="Ctrl\x07Char\x00s", note="x" * 10000,
+                                        p_country="Atlantis")
+        log = self.sync()
+        self.assertTrue(self.linked(good["id"]))
+        partner = self.linked(weird["id"])
+        self.assertEqual(partner.name, "Ctrl Char s")
+        self.assertIn("Atlantis", partner.comment)
+        self.assertEqual(log.failed, 1)
+        self.assertEqual(log.state, "partial")
+        self.assertIn("no organization, name or email", log.line_ids.filtered(
+            lambda line: line.level == "error").reason)
+
+    def test_review_link_and_create(self):
+        twins = self.company("Double") | self.company("Double")
+        client = self.sandbox.add_client(organization="Double")
+        other = self.sandbox.add_client(organization="Double")
+        self.sync()
+        reviews = self.env["freshbooks.review"].search([("state", "=", "open")])
+        self.assertEqual(len(reviews), 2)
+        first = reviews.filtered(lambda r: r.client_ref == str(client["id"]))
+        first.partner_id = twins[0]
+        first.action_link()
+        self.assertEqual(self.linked(client["id"]), twins[0])
+        second = reviews - first
+        second.action_create()
+        created = self.linked(other["id"])
+        self.assertTrue(created and created not in twins)
+        self.assertEqual(set(reviews.mapped("state")), {"done"})
+        # Resolved clients are plain linked clients afterwards: nothing new on the next run.
+        log = self.sync(full=True)
+        self.assertEqual((log.created, log.held), (0, 0))
