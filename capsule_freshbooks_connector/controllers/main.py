@@ -3,7 +3,7 @@ from urllib.parse import urlencode
 
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 
-from odoo import _, http
+from odoo import http
 from odoo.exceptions import AccessDenied, UserError
 from odoo.http import request
 
@@ -29,29 +29,29 @@ class FreshbooksController(http.Controller):
     def oauth_callback(self, state=None, code=None, error=None, error_description=None, **kw):
         """FreshBooks sends the admin back here after the consent page."""
         if not request.env.user.has_group("base.group_system"):
-            return self._page(_("Not allowed"), _(
+            return self._page(request.env._("Not allowed"), request.env._(
                 "Only Settings administrators can connect FreshBooks."))
         Account = request.env["freshbooks.account"]
         try:
             account = Account._consume_state(state)
         except AccessDenied as exc:
-            return self._page(_("FreshBooks was not connected"), str(exc.args[0]))
+            return self._page(request.env._("FreshBooks was not connected"), str(exc.args[0]))
         if error or not code:
-            account.status_message = _("FreshBooks sign-in was cancelled; nothing changed.")
-            return self._page(_("FreshBooks was not connected"), _(
+            account.status_message = request.env._("FreshBooks sign-in was cancelled; nothing changed.")
+            return self._page(request.env._("FreshBooks was not connected"), request.env._(
                 "You did not allow Odoo to use your FreshBooks account (%s). The previous "
-                "connection, if any, is unchanged.", error_description or error or _("no code")))
+                "connection, if any, is unchanged.", error_description or error or request.env._("no code")))
         try:
             # The savepoint undoes a half-done exchange; the spent state stays spent.
             with request.env.cr.savepoint():
                 account._finish_oauth(code)
         except (FreshBooksError, UserError) as exc:
             _logger.warning("FreshBooks code exchange failed: %s", exc)
-            return self._page(_("FreshBooks was not connected"), _(
+            return self._page(request.env._("FreshBooks was not connected"), request.env._(
                 "FreshBooks did not accept the sign-in: %s. The previous connection, if any, is "
                 "unchanged. Try Connect again.", exc))
         if account.state == "choose":
-            return self._page(_("Choose your FreshBooks business"), _(
+            return self._page(request.env._("Choose your FreshBooks business"), request.env._(
                 "Your FreshBooks user can manage several businesses. Choose the one for %s.",
                 account.company_id.name), businesses=account.business_choices, account=account)
         return request.redirect(SETTINGS_URL)
@@ -67,7 +67,7 @@ class FreshbooksController(http.Controller):
         try:
             account._set_business(fb_account_id)
         except UserError as exc:
-            return self._page(_("FreshBooks was not connected"), str(exc.args[0]),
+            return self._page(request.env._("FreshBooks was not connected"), str(exc.args[0]),
                               businesses=account.business_choices, account=account)
         return request.redirect(SETTINGS_URL)
 

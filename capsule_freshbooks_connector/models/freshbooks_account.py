@@ -4,7 +4,7 @@ import secrets
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from odoo import SUPERUSER_ID, _, api, fields, models
+from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessDenied, UserError, ValidationError
 from odoo.tools import consteq
 
@@ -123,7 +123,7 @@ class FreshbooksAccount(models.Model):
         """Check the FreshBooks URL an admin typed; return (host, is_classic) or raise."""
         text = (url or "").strip()
         if not text:
-            raise ValidationError(_("Enter your FreshBooks URL: my.freshbooks.com, or the "
+            raise ValidationError(self.env._("Enter your FreshBooks URL: my.freshbooks.com, or the "
                                     "yourcompany.freshbooks.com address of a Classic account."))
         parts = urlsplit(text if "://" in text else "https://" + text)
         host = (parts.hostname or "").lower()
@@ -137,7 +137,7 @@ class FreshbooksAccount(models.Model):
         if host.endswith(".freshbooks.com") and len(labels) == 3 and labels[0] not in (
                 "api", "auth", "www") and labels[0].replace("-", "").isalnum():
             return host, True
-        raise ValidationError(_(
+        raise ValidationError(self.env._(
             "%(url)s is not a FreshBooks address. Use my.freshbooks.com, or the "
             "yourcompany.freshbooks.com address of a Classic account.", url=text))
 
@@ -170,7 +170,7 @@ class FreshbooksAccount(models.Model):
         self.ensure_one()
         account = self.sudo()
         if account.state != "connected" and not options.pop("allow_unconnected", False):
-            raise UserError(_("FreshBooks is not connected for %s.", account.company_id.name))
+            raise UserError(self.env._("FreshBooks is not connected for %s.", account.company_id.name))
         tokens = None
         if account.access_token:
             tokens = TokenSet(account.access_token, account.refresh_token or "",
@@ -193,7 +193,7 @@ class FreshbooksAccount(models.Model):
                        "freshbooks_account WHERE id = %s FOR UPDATE", [self.id])
             row = cr.fetchone()
             if not row or row[3] != "connected" or not row[1]:
-                raise AuthError(_("FreshBooks needs to be connected again."), grant_invalid=True)
+                raise AuthError(self.env._("FreshBooks needs to be connected again."), grant_invalid=True)
             access, refresh, expiry, _state = row
             expires_at = expiry.timestamp() if expiry else 0.0
             current = client.tokens
@@ -207,7 +207,7 @@ class FreshbooksAccount(models.Model):
                 if error.grant_invalid:
                     env = api.Environment(cr, SUPERUSER_ID, {})
                     env[self._name].browse(self.id)._mark_reconnect(str(error))
-                    cr.commit()
+                    cr.commit()  # pylint: disable=invalid-commit
                 raise
             self._store_tokens(cr, tokens)
             return tokens
@@ -233,8 +233,8 @@ class FreshbooksAccount(models.Model):
             if user and user.active:
                 account.activity_schedule(
                     "mail.mail_activity_data_todo", user_id=user.id,
-                    summary=_("Reconnect FreshBooks"),
-                    note=_("FreshBooks refused the connection of %(company)s (%(reason)s). "
+                    summary=self.env._("Reconnect FreshBooks"),
+                    note=self.env._("FreshBooks refused the connection of %(company)s (%(reason)s). "
                            "Open Settings > Integrations > FreshBooks and click Connect.",
                            company=account.company_id.name, reason=reason))
 
@@ -247,7 +247,7 @@ class FreshbooksAccount(models.Model):
             raise AccessDenied()
         account = self.sudo()
         if not account.client_id or not account.client_secret:
-            raise UserError(_("Enter the Client ID and Client secret of your FreshBooks app "
+            raise UserError(self.env._("Enter the Client ID and Client secret of your FreshBooks app "
                               "before connecting."))
         nonce = secrets.token_urlsafe(24)
         account.write({"oauth_state": nonce, "oauth_state_uid": self.env.uid,
@@ -263,18 +263,19 @@ class FreshbooksAccount(models.Model):
             dbname, account_id, nonce = (state or "").rsplit(":", 2)
             account_id = int(account_id)
         except ValueError:
-            raise AccessDenied(_("The sign-in link is not valid. Start again from Settings.")) from None
+            raise AccessDenied(
+                self.env._("The sign-in link is not valid. Start again from Settings.")) from None
         account = self.sudo().browse(account_id).exists()
         if (dbname != self.env.cr.dbname or not account or not account.oauth_state
                 or not consteq(account.oauth_state, nonce)):
-            raise AccessDenied(_("This sign-in was already used or is not valid. "
+            raise AccessDenied(self.env._("This sign-in was already used or is not valid. "
                                  "Start again from Settings."))
         valid = (account.oauth_state_uid.id == self.env.uid
                  and account.oauth_state_expiry and account.oauth_state_expiry > fields.Datetime.now()
                  and account.company_id in self.env.user.company_ids)
         account.write({"oauth_state": False, "oauth_state_expiry": False})
         if not valid:
-            raise AccessDenied(_("This sign-in was started by another user, for another company, "
+            raise AccessDenied(self.env._("This sign-in was started by another user, for another company, "
                                  "or too long ago. Start again from Settings."))
         return account
 
@@ -286,7 +287,7 @@ class FreshbooksAccount(models.Model):
         me = client.me()
         businesses = client.businesses()
         if not businesses:
-            raise UserError(_("This FreshBooks user has no business it can manage (only client "
+            raise UserError(self.env._("This FreshBooks user has no business it can manage (only client "
                               "access). Sign in with the owner or an admin of the business."))
         name = " ".join(filter(None, [me.get("first_name"), me.get("last_name")]))
         self.write({
@@ -300,17 +301,17 @@ class FreshbooksAccount(models.Model):
             self._set_business(businesses[0].account_id)
         else:
             self.write({"state": "choose",
-                        "status_message": _("Choose the FreshBooks business of this company.")})
+                        "status_message": self.env._("Choose the FreshBooks business of this company.")})
 
     def _set_business(self, fb_account_id):
         self.ensure_one()
         choice = next((b for b in self.business_choices or []
                        if b["account_id"] == fb_account_id), None)
         if not choice:
-            raise UserError(_("That business is not one this FreshBooks user can manage."))
+            raise UserError(self.env._("That business is not one this FreshBooks user can manage."))
         other = self.search([("fb_account_id", "=", fb_account_id), ("id", "!=", self.id)])
         if other:
-            raise UserError(_("The FreshBooks business %(name)s is already connected to "
+            raise UserError(self.env._("The FreshBooks business %(name)s is already connected to "
                               "%(company)s. Each company connects its own business.",
                               name=choice["name"], company=other.company_id.name))
         if self.fb_account_id and self.fb_account_id != fb_account_id:
@@ -326,7 +327,7 @@ class FreshbooksAccount(models.Model):
             "fb_business_id": str(choice.get("business_id") or ""),
             "fb_business_name": choice.get("name"), "business_choices": False,
             "connected_at": fields.Datetime.now(),
-            "status_message": _("Connected. The first sync runs in the background."),
+            "status_message": self.env._("Connected. The first sync runs in the background."),
         })
         self.activity_unlink(["mail.mail_activity_data_todo"])
         self._schedule_sync()
@@ -352,7 +353,7 @@ class FreshbooksAccount(models.Model):
             account.write({
                 "state": "draft", "access_token": False, "refresh_token": False,
                 "token_expiry": False, "business_choices": False, "webhook_state": "none",
-                "status_message": _("Disconnected. Contacts keep their FreshBooks links."),
+                "status_message": self.env._("Disconnected. Contacts keep their FreshBooks links."),
             })
 
     def _check_admin(self):
@@ -363,8 +364,8 @@ class FreshbooksAccount(models.Model):
         for account in self:
             hooks = account.webhook_ids
             if hooks and all(hooks.mapped("verified")):
-                account.write({"webhook_state": "active", "webhook_message": _(
+                account.write({"webhook_state": "active", "webhook_message": self.env._(
                     "FreshBooks sends changes to Odoo as they happen.")})
             elif hooks:
-                account.write({"webhook_state": "pending", "webhook_message": _(
+                account.write({"webhook_state": "pending", "webhook_message": self.env._(
                     "Waiting for FreshBooks to confirm the webhooks.")})

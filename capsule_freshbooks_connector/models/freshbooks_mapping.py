@@ -94,7 +94,7 @@ def parse_client(raw):
     fname, lname = text("fname"), text("lname")
     person = " ".join(filter(None, [fname, lname])) or None
     email = text("email")
-    if email and "@" not in email:
+    if email and "@" not in str(email):
         problems.append(f"email: {email!r} is not an email address, left out")
         email = None
     name = organization or person or email

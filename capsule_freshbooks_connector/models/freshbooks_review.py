@@ -1,4 +1,4 @@
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 
@@ -40,9 +40,9 @@ class FreshbooksReview(models.Model):
     def action_link(self):
         self.ensure_one()
         if not self.partner_id:
-            raise UserError(_("Choose the contact to link to this FreshBooks client."))
+            raise UserError(self.env._("Choose the contact to link to this FreshBooks client."))
         if self.partner_id.freshbooks_client_id:
-            raise UserError(_("%s is already linked to a FreshBooks client.",
+            raise UserError(self.env._("%s is already linked to a FreshBooks client.",
                               self.partner_id.display_name))
         self.env["freshbooks.sync"]._resolve_review(self, self.partner_id)
 

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from odoo import _, api, fields, models, modules
+from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 
 from ..freshbooks import AuthError, FreshBooksError, NotFoundError, ValidationError
@@ -34,7 +34,7 @@ class FreshbooksSync(models.AbstractModel):
     def _commit(self):
         """Commit between pages so a killed run keeps its work; tests stay in one transaction."""
         if not modules.module.current_test and not self.env.registry.in_test_mode():
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
 
     @contextmanager
     def _account_lock(self, account):
@@ -222,7 +222,7 @@ class FreshbooksSync(models.AbstractModel):
             elif matches:
                 self.env["freshbooks.review"].sudo()._hold(account, record, raw, matches)
                 log._count("held")
-                log._add_line("warning", _("Held for review: %s contacts have this name.",
+                log._add_line("warning", self.env._("Held for review: %s contacts have this name.",
                                            len(matches)), record.client_id, record.name)
             else:
                 to_create.append(record)
@@ -257,9 +257,9 @@ class FreshbooksSync(models.AbstractModel):
         partner.write(dict(filled, **self._link_values(account, record.client_id)))
         self._attach_invoices(account, partner)
         labels = [partner._fields[k].string for k in filled]
-        body = _("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
+        body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
         if labels:
-            body += " " + _("Filled from FreshBooks: %s.", ", ".join(labels))
+            body += " " + self.env._("Filled from FreshBooks: %s.", ", ".join(labels))
         partner.message_post(body=body, subtype_xmlid="mail.mt_note")
 
     @api.model
@@ -287,7 +287,7 @@ class FreshbooksSync(models.AbstractModel):
                         partners = self._partners().create([values])
                     log._count("created")
                 except Exception as error:  # noqa: BLE001
-                    log._add_line("error", _("Could not create the contact: %s", error),
+                    log._add_line("error", self.env._("Could not create the contact: %s", error),
                                   values["freshbooks_client_id"], values.get("name"))
                     continue
                 self._attach_invoices(account, partners)
@@ -323,14 +323,14 @@ class FreshbooksSync(models.AbstractModel):
         record = parse_client(review.client_data)
         if self._partners().search_count([("freshbooks_account_id", "=", account.id),
                                           ("freshbooks_client_id", "=", record.client_id)]):
-            raise UserError(_("This FreshBooks client is already linked to a contact."))
+            raise UserError(self.env._("This FreshBooks client is already linked to a contact."))
         if partner:
             self._link(account, partner.sudo(), record)
-            resolution = _("Linked to %s", partner.display_name)
+            resolution = self.env._("Linked to %s", partner.display_name)
         else:
             log = self.env["freshbooks.sync.log"].sudo().new({"account_id": account.id})
             self._create_partners(account, [record], log)
-            resolution = _("New contact created")
+            resolution = self.env._("New contact created")
         review.write({"state": "done", "resolution": resolution})
 
     # --- the queue: webhook hints and contacts deleted in Odoo ---------------------------------
@@ -410,7 +410,7 @@ class FreshbooksSync(models.AbstractModel):
         """All invoices of one contact, now (the button on the contact form)."""
         account = partner.freshbooks_account_id
         if not partner.freshbooks_client_id or account.state != "connected":
-            raise UserError(_("This contact is not linked to a connected FreshBooks business."))
+            raise UserError(self.env._("This contact is not linked to a connected FreshBooks business."))
         client = account._get_client()
         Invoice = self.env["freshbooks.invoice"].sudo().with_context(freshbooks_currencies={})
         raws = list(client.iter_invoices(account.fb_account_id,
@@ -477,15 +477,15 @@ class FreshbooksSync(models.AbstractModel):
             return True
         except NotFoundError:
             partner.with_context(freshbooks_no_push=True).write({"freshbooks_state": "deleted"})
-            self._set_push_result(partner, seq, "error", _("This client was deleted in FreshBooks."))
+            self._set_push_result(partner, seq, "error", self.env._("This client was deleted in FreshBooks."))
             return True
         except AuthError as error:
             if error.grant_invalid:
                 account._mark_reconnect(str(error))
-            self._set_push_result(partner, seq, "pending", _("Will retry: %s", error))
+            self._set_push_result(partner, seq, "pending", self.env._("Will retry: %s", error))
             return False
         except FreshBooksError as error:
-            self._set_push_result(partner, seq, "pending", _("Will retry: %s", error))
+            self._set_push_result(partner, seq, "pending", self.env._("Will retry: %s", error))
             return False
         self._set_push_result(partner, seq, "synced", False)
         if log:

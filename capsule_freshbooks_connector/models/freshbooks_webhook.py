@@ -1,6 +1,6 @@
 import logging
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 
 from ..freshbooks import FreshBooksError, NotFoundError, verify_webhook
 
@@ -41,7 +41,7 @@ class FreshbooksWebhook(models.Model):
                 # FreshBooks posts the verifier to us at once: our row must be visible by then.
                 self.env["freshbooks.sync"]._commit()
         except FreshBooksError as error:
-            account.write({"webhook_state": "unavailable", "webhook_message": _(
+            account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
                 "FreshBooks did not accept the webhooks (%s). The scheduled sync keeps "
                 "contacts and invoices up to date.", error)})
             return
@@ -51,10 +51,10 @@ class FreshbooksWebhook(models.Model):
     def _webhooks_possible(self, account):
         if account._webhooks_reachable():
             return True
-        account.write({"webhook_state": "unavailable", "webhook_message": _(
+        account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
             "Odoo's address (%s) cannot be reached from the internet, so FreshBooks cannot send "
             "instant updates. The scheduled sync keeps contacts and invoices up to date.",
-            account._base_url() or _("not set"))})
+            account._base_url() or self.env._("not set"))})
         return False
 
     @api.model
@@ -111,7 +111,7 @@ class FreshbooksWebhook(models.Model):
                 try:
                     client.delete_callback(account.fb_account_id, hook.callback_ref)
                 except NotFoundError:
-                    pass
+                    _logger.info("FreshBooks webhook %s was already gone", hook.callback_ref)
         except FreshBooksError as error:
             _logger.info("FreshBooks webhooks could not be removed: %s", error)
         hooks.unlink()

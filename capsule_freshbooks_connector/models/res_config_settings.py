@@ -1,4 +1,4 @@
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 ADMIN_GROUP = "base.group_system"
@@ -85,7 +85,7 @@ class ResConfigSettings(models.TransientModel):
         self.set_values()
         account = self.env["freshbooks.account"]._for_company(self.company_id)
         if not account.freshbooks_url:
-            raise UserError(_("Enter your FreshBooks URL first."))
+            raise UserError(self.env._("Enter your FreshBooks URL first."))
         return {"type": "ir.actions.act_url", "url": account._begin_oauth(), "target": "self"}
 
     def action_freshbooks_disconnect(self):
@@ -95,5 +95,5 @@ class ResConfigSettings(models.TransientModel):
     def action_freshbooks_sync_now(self):
         self.freshbooks_account_id.action_sync_now()
         return {"type": "ir.actions.client", "tag": "display_notification", "params": {
-            "type": "info", "title": _("FreshBooks"),
-            "message": _("The sync runs in the background; the sync log shows its progress.")}}
+            "type": "info", "title": self.env._("FreshBooks"),
+            "message": self.env._("The sync runs in the background; the sync log shows its progress.")}}

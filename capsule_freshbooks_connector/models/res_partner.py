@@ -1,4 +1,4 @@
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import format_amount
 
@@ -63,7 +63,7 @@ class ResPartner(models.Model):
 
     def _search_freshbooks_held(self, operator, value):
         if operator not in ("=", "!=") or not isinstance(value, bool):
-            raise UserError(_("Unsupported search on the FreshBooks review flag."))
+            raise UserError(self.env._("Unsupported search on the FreshBooks review flag."))
         positive = (operator == "=") == value
         return [("id", "in" if positive else "not in", list(self._search_held_ids()))]
 
@@ -155,14 +155,14 @@ class ResPartner(models.Model):
     def action_freshbooks_add(self):
         """Create this contact as a client in FreshBooks (after commit) and link it."""
         if not self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user"):
-            raise AccessError(_("You are not allowed to add contacts to FreshBooks."))
+            raise AccessError(self.env._("You are not allowed to add contacts to FreshBooks."))
         account = self.env["freshbooks.account"].sudo().search(
             [("company_id", "=", self.env.company.id), ("state", "=", "connected")], limit=1)
         if not account:
-            raise UserError(_("FreshBooks is not connected for %s.", self.env.company.name))
+            raise UserError(self.env._("FreshBooks is not connected for %s.", self.env.company.name))
         for partner in self:
             if partner.parent_id:
-                raise UserError(_("%s belongs to a company: add the company to FreshBooks "
+                raise UserError(self.env._("%s belongs to a company: add the company to FreshBooks "
                                   "instead.", partner.display_name))
         # The row lock makes a second click, or a second user, wait and then see the first one.
         self.env.cr.execute("SELECT id FROM res_partner WHERE id IN %s FOR UPDATE",
@@ -178,7 +178,7 @@ class ResPartner(models.Model):
     def action_freshbooks_refresh_invoices(self):
         self.ensure_one()
         if not self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user"):
-            raise AccessError(_("You are not allowed to refresh FreshBooks invoices."))
+            raise AccessError(self.env._("You are not allowed to refresh FreshBooks invoices."))
         self.env["freshbooks.sync"]._refresh_partner_invoices(self.sudo())
         return True
 
@@ -186,7 +186,7 @@ class ResPartner(models.Model):
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",
-            "name": _("FreshBooks invoices"),
+            "name": self.env._("FreshBooks invoices"),
             "res_model": "freshbooks.invoice",
             "view_mode": "list,form",
             "domain": [("partner_id", "=", self.id)],
