@@ -1,5 +1,6 @@
 from . import freshbooks_mapping
 from . import freshbooks_account
+from . import freshbooks_token
 from . import freshbooks_sync_log
 from . import freshbooks_review
 from . import freshbooks_queue

@@ -1,10 +1,10 @@
 import ipaddress
 import logging
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
-from odoo import SUPERUSER_ID, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import AccessDenied, UserError, ValidationError
 from odoo.tools import consteq
 
@@ -48,9 +48,14 @@ class FreshbooksAccount(models.Model):
     is_classic = fields.Boolean(compute="_compute_is_classic")
     client_id = fields.Char("Client ID", groups=ADMIN_GROUP)
     client_secret = fields.Char("Client secret", groups=ADMIN_GROUP)
-    access_token = fields.Char(groups=ADMIN_GROUP, copy=False)
-    refresh_token = fields.Char(groups=ADMIN_GROUP, copy=False)
-    token_expiry = fields.Datetime(groups=ADMIN_GROUP, copy=False)
+    # Tokens live in freshbooks.token: a refresh commits them from a cursor of its own, which
+    # must never wait on a lock this record's own transaction holds.
+    access_token = fields.Char(compute="_compute_tokens", inverse="_inverse_tokens",
+                               groups=ADMIN_GROUP)
+    refresh_token = fields.Char(compute="_compute_tokens", inverse="_inverse_tokens",
+                                groups=ADMIN_GROUP)
+    token_expiry = fields.Datetime(compute="_compute_tokens", inverse="_inverse_tokens",
+                                   groups=ADMIN_GROUP)
     oauth_state = fields.Char(groups=ADMIN_GROUP, copy=False)
     oauth_state_uid = fields.Many2one("res.users", groups=ADMIN_GROUP, copy=False)
     oauth_state_expiry = fields.Datetime(groups=ADMIN_GROUP, copy=False)
@@ -169,55 +174,85 @@ class FreshbooksAccount(models.Model):
         """A FreshBooks client for this connection, refreshing tokens under a database lock."""
         self.ensure_one()
         account = self.sudo()
-        if account.state != "connected" and not options.pop("allow_unconnected", False):
+        allow_unconnected = options.pop("allow_unconnected", False)
+        if account.state != "connected" and not allow_unconnected:
             raise UserError(self.env._("FreshBooks is not connected for %s.", account.company_id.name))
         tokens = None
         if account.access_token:
+            expiry = account.token_expiry
             tokens = TokenSet(account.access_token, account.refresh_token or "",
-                              account.token_expiry.timestamp() if account.token_expiry else 0.0)
+                              expiry.replace(tzinfo=timezone.utc).timestamp() if expiry else 0.0)
         return FreshBooksClient(
             account.client_id or "", account.client_secret or "", self._redirect_uri(),
             api_url=self._param("api_url"), auth_url=self._param("auth_url"), tokens=tokens,
             token_refresher=self._refresh_tokens_locked, **options)
 
+    def _token_record(self):
+        self.ensure_one()
+        Token = self.env["freshbooks.token"].sudo()
+        return Token.search([("account_id", "=", self.id)]) or Token.create(
+            {"account_id": self.id})
+
+    def _compute_tokens(self):
+        tokens = {t.account_id.id: t for t in self.env["freshbooks.token"].sudo().search(
+            [("account_id", "in", self.ids)])}
+        for account in self:
+            token = tokens.get(account.id)
+            account.access_token = token.access_token if token else False
+            account.refresh_token = token.refresh_token if token else False
+            account.token_expiry = token.expiry if token else False
+
+    def _inverse_tokens(self):
+        for account in self:
+            account._token_record().write({
+                "access_token": account.access_token, "refresh_token": account.refresh_token,
+                "expiry": account.token_expiry})
+
     def _refresh_tokens_locked(self, client):
         """Refresh once per connection at a time: FreshBooks refresh tokens work only once.
 
-        The row is locked in a cursor of its own, so the new pair is committed at once, whatever
-        becomes of the caller's transaction. A worker that waited for the lock finds the pair the
-        other one saved and uses it.
+        The token row is locked in a cursor of its own, so the new pair is committed at once,
+        whatever becomes of the caller's transaction. A worker that waited for the lock finds the
+        pair the other one saved and uses it.
         """
         self.ensure_one()
+        if self.pool.in_test_mode():
+            # Under test, that cursor shares this transaction: let it see our pending writes.
+            self.env.flush_all()
         with self.pool.cursor() as cr:
-            cr.execute("SELECT access_token, refresh_token, token_expiry, state FROM "
-                       "freshbooks_account WHERE id = %s FOR UPDATE", [self.id])
+            cr.execute("SET LOCAL lock_timeout = '30s'")
+            cr.execute("SELECT access_token, refresh_token, expiry FROM freshbooks_token "
+                       "WHERE account_id = %s FOR UPDATE", [self.id])
             row = cr.fetchone()
-            if not row or row[3] != "connected" or not row[1]:
-                raise AuthError(self.env._("FreshBooks needs to be connected again."), grant_invalid=True)
-            access, refresh, expiry, _state = row
-            expires_at = expiry.timestamp() if expiry else 0.0
+            if not row or not row[1]:
+                raise AuthError(self.env._("FreshBooks needs to be connected again."),
+                                grant_invalid=True)
+            access, refresh, expiry = row
+            expires_at = expiry.replace(tzinfo=timezone.utc).timestamp() if expiry else 0.0
             current = client.tokens
-            if current is None or access != current.access_token:
-                if expires_at - datetime.now().timestamp() > 60:
-                    return TokenSet(access, refresh, expires_at)
+            if (current is None or access != current.access_token) and \
+                    expires_at - datetime.now(timezone.utc).timestamp() > 60:
+                return TokenSet(access, refresh, expires_at)
             client.tokens = TokenSet(access, refresh, expires_at)
             try:
                 tokens = client.refresh()
             except AuthError as error:
                 if error.grant_invalid:
-                    env = api.Environment(cr, SUPERUSER_ID, {})
-                    env[self._name].browse(self.id)._mark_reconnect(str(error))
+                    # The grant is gone for good; the caller marks the connection.
+                    self._write_tokens(cr, TokenSet("", "", 0.0))
                     cr.commit()  # pylint: disable=invalid-commit
                 raise
-            self._store_tokens(cr, tokens)
+            self._write_tokens(cr, tokens)
             return tokens
 
-    def _store_tokens(self, cr, tokens):
+    def _write_tokens(self, cr, tokens):
         cr.execute(
-            "UPDATE freshbooks_account SET access_token = %s, refresh_token = %s, "
-            "token_expiry = %s, write_date = now() at time zone 'UTC' WHERE id = %s",
-            [tokens.access_token, tokens.refresh_token,
-             datetime.utcfromtimestamp(tokens.expires_at), self.id])
+            "UPDATE freshbooks_token SET access_token = %s, refresh_token = %s, expiry = %s, "
+            "write_date = now() at time zone 'UTC' WHERE account_id = %s",
+            [tokens.access_token or None, tokens.refresh_token or None,
+             datetime.fromtimestamp(tokens.expires_at, timezone.utc).replace(tzinfo=None)
+             if tokens.expires_at else None, self.id])
+        self.env["freshbooks.token"].invalidate_model()
         self.invalidate_recordset(["access_token", "refresh_token", "token_expiry"])
 
     def _mark_reconnect(self, reason):
@@ -292,7 +327,8 @@ class FreshbooksAccount(models.Model):
         name = " ".join(filter(None, [me.get("first_name"), me.get("last_name")]))
         self.write({
             "access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
-            "token_expiry": datetime.utcfromtimestamp(tokens.expires_at),
+            "token_expiry": datetime.fromtimestamp(tokens.expires_at, timezone.utc).replace(
+                tzinfo=None),
             "fb_user_name": f"{name} <{me.get('email')}>" if me.get("email") else name,
             "business_choices": [b.__dict__ for b in businesses],
             "connected_uid": self.env.uid,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from odoo.tests import TransactionCase
 
+from ..models.freshbooks_webhook import EVENTS
+
 SANDBOX_FILE = Path(__file__).resolve().parents[2] / "dev" / "sandbox" / "freshbooks_sandbox.py"
 
 
@@ -72,6 +74,11 @@ class FreshbooksCase(TransactionCase):
         self.addCleanup(self.sandbox.stop)
         self.account = connect_account(self.env, self.sandbox)
         self.fb_account = self.account.fb_account_id
+        # Webhooks have their own HTTP tests; here they count as registered already.
+        self.env["freshbooks.webhook"].create([
+            {"account_id": self.account.id, "event": event, "callback_ref": str(n),
+             "verifier": "test-verifier", "verified": True} for n, event in enumerate(EVENTS)])
+        self.account.webhook_state = "active"
 
     def sync(self, full=None):
         return self.Sync._sync_account(self.account, full=full)
@@ -85,3 +92,5 @@ class FreshbooksCase(TransactionCase):
         """What the real commit would do: run the post-commit hooks (the pushes)."""
         self.env.flush_all()
         self.env.cr.postcommit.run()
+        # They wrote through cursors of their own.
+        self.env.invalidate_all()
