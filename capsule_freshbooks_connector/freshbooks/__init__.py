@@ -1,4 +1,4 @@
-"""FreshBooks API client. Plain Python and requests: nothing here imports Odoo."""
+"""FreshBooks API client: plain Python and requests, nothing here imports Odoo."""
 
 from .client import DEFAULT_SCOPES, Business, FreshBooksClient, TokenSet
 from .errors import (
@@ -14,7 +14,19 @@ from .errors import (
 from .webhooks import parse_webhook_body, sign_webhook, verify_webhook
 
 __all__ = [
-    "DEFAULT_SCOPES", "AuthError", "Business", "FreshBooksClient", "FreshBooksError",
-    "MalformedResponseError", "NetworkError", "NotFoundError", "RateLimitError", "ServerError",
-    "TokenSet", "ValidationError", "parse_webhook_body", "sign_webhook", "verify_webhook",
+    "DEFAULT_SCOPES",
+    "AuthError",
+    "Business",
+    "FreshBooksClient",
+    "FreshBooksError",
+    "MalformedResponseError",
+    "NetworkError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "TokenSet",
+    "ValidationError",
+    "parse_webhook_body",
+    "sign_webhook",
+    "verify_webhook",
 ]

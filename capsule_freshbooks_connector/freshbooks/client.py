@@ -1,19 +1,20 @@
-"""A small FreshBooks API client: OAuth 2, identity, clients, invoices and webhook callbacks.
+"""FreshBooks API client: OAuth 2, identity, clients, invoices and webhook callbacks."""
 
-Plain `requests` rather than oauthlib or FreshBooks' SDK: single-use refresh tokens need a refresh
-the caller can lock and persist, which neither gives, and the SDK neither retries well nor pages.
-"""
+# Plain requests, not oauthlib nor FreshBooks' SDK: refresh tokens are single-use, so the caller must be
+# able to lock and persist each refresh, and the SDK neither refreshes, pages nor reuses connections.
 
 import email.utils
+import errno as errno_codes
 import logging
 import random
+import re
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from .errors import (
     AuthError,
@@ -28,94 +29,175 @@ from .errors import (
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_SCOPES = ("user:profile:read", "user:clients:read", "user:clients:write",
-                  "user:invoices:read")
-PER_PAGE = 100  # FreshBooks caps per_page at 100
+DEFAULT_SCOPES = ("user:profile:read", "user:clients:read", "user:clients:write", "user:invoices:read")
+PER_PAGE = 100  # FreshBooks silently caps per_page at 100
+REFRESH_MARGIN = 60  # seconds: a token this close to expiry is renewed before the call
+DEFAULT_EXPIRES_IN = 43200  # FreshBooks documents 12 h access tokens; used if an answer omits it
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# A create may have happened when the answer was lost; only these say it certainly did not.
+# A create may have happened behind a 500 or a lost answer; 429 and 503 say it was not processed.
 POST_RETRY_STATUSES = frozenset({429, 503})
-REFRESH_MARGIN = 60  # seconds before expiry at which a token is renewed
-GRANT_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_client"})
-NOT_FOUND_ERRNOS = frozenset({1011, 1012})
+# connect() failures: the request never left, so even a POST can be sent again.
+CONNECT_ERRNOS = frozenset({errno_codes.ECONNREFUSED, errno_codes.ENETUNREACH,
+                            errno_codes.EHOSTUNREACH, errno_codes.EADDRNOTAVAIL})
+# RFC 6749 errors saying the grant itself is gone: only a new authorization helps.
+GRANT_ERRORS = frozenset({"invalid_grant", "unauthorized_client"})
+NOT_FOUND_ERRNOS = frozenset({1011, 1012})  # DeletedResource, UnknownResource
+VALIDATION_ERRNOS = frozenset({1001, 1004, 1005, 1013, 1014, 1017})
+ACCESS_DENIED_ERRNO = 1003
+SNIPPET_LENGTH = 200
 
 
 @dataclass
 class TokenSet:
-    access_token: str
-    refresh_token: str
+    # Kept out of repr so that logging a TokenSet cannot leak the tokens.
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     expires_at: float  # epoch seconds
     scope: str = ""
 
 
 @dataclass
 class Business:
-    account_id: str
-    business_id: str
+    account_id: str  # used in /accounting/account/<account_id>/... and /events/account/...
+    business_id: str  # business.id, which webhook payloads carry
     name: str
     role: str
 
 
 def _day(value):
-    if isinstance(value, (date, datetime)):
+    """'YYYY-MM-DD' for a date, a datetime or such a string: FreshBooks filters by day."""
+    if isinstance(value, date):
         return value.strftime("%Y-%m-%d")
-    text = str(value)
-    datetime.strptime(text, "%Y-%m-%d")  # raises ValueError on anything else
-    return text
+    return datetime.strptime(str(value), "%Y-%m-%d").strftime("%Y-%m-%d")
 
 
-def _not_sent(error):
-    """True when a request failed before reaching FreshBooks (safe to resend a POST)."""
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _never_sent(error):
+    """True when the request failed while connecting, before FreshBooks could see it."""
     if isinstance(error, requests.exceptions.ConnectTimeout):
         return True
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    return isinstance(error, requests.exceptions.ConnectionError) and isinstance(
-        reason, NewConnectionError)
-
-
-def _error_fields(data, text):
-    """(errno, field, message, details) from any of FreshBooks' error shapes."""
-    if isinstance(data, dict):
-        errors = (data.get("response") or {}).get("errors") if isinstance(
-            data.get("response"), dict) else None
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            first = errors[0]
-            return first.get("errno"), first.get("field"), first.get("message"), errors
-        details = data.get("details")
-        if "code" in data and isinstance(details, list) and details and isinstance(
-                details[0], dict):
-            meta = details[0].get("metadata") or {}
-            reason = details[0].get("reason")
-            errno = int(reason) if str(reason or "").isdigit() else data.get("code")
-            return errno, meta.get("field"), meta.get("message") or data.get("message"), details
-        if "error" in data:
-            return data.get("error"), None, data.get("error_description") or data["error"], None
-        if "errno" in data or "message" in data:
-            return data.get("errno"), None, data.get("message"), details
-    snippet = " ".join((text or "").split())[:200]
-    return None, None, snippet or None, None
+    if not isinstance(error, requests.exceptions.ConnectionError):
+        return False
+    # requests wraps urllib3's errors, which wrap the socket's: look down the whole chain.
+    seen, pending = set(), [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or (
+                isinstance(current, OSError) and current.errno in CONNECT_ERRNOS):
+            return True
+        linked = (*current.args[:1], getattr(current, "reason", None), current.__cause__,
+                  current.__context__)
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return False
 
 
 def _retry_after(response):
-    value = response.headers.get("Retry-After")
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), or None."""
+    value = (response.headers.get("Retry-After") or "").strip()
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    seconds = _number(value)
+    if seconds is None:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds)
+
+
+def _snippet(text):
+    """A short, tag-free excerpt of a body that is not JSON (an HTML error page, say)."""
+    text = " ".join(re.sub(r"<[^>]*>", " ", text or "").split())
+    return text if len(text) <= SNIPPET_LENGTH else text[:SNIPPET_LENGTH] + "…"
+
+
+def _detail_field(detail):
+    """'event' from an events-API detail such as 'event: Value error, Unrecognized event.'."""
+    match = re.match(r"\s*([A-Za-z_][\w.\[\]]*)\s*:", detail)
+    return match.group(1) if match else None
+
+
+def _error_parts(data):
+    """(errno, field, message, details, oauth_error) from any of FreshBooks' error bodies."""
+    if not isinstance(data, dict):
         return None
-    return max(0.0, moment.timestamp() - time.time())
+    response = data.get("response")
+    errors = response.get("errors") if isinstance(response, dict) else None
+    if isinstance(errors, list) and errors:
+        # Accounting: {"response": {"errors": [{"errno", "field", "message", ...}]}}
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        return first.get("errno"), first.get("field"), first.get("message"), errors, None
+    details = data.get("details")
+    if isinstance(details, list) and details and isinstance(details[0], dict):
+        # The google.rpc shape some API versions used: the FreshBooks errno is the "reason".
+        info = details[0]
+        meta = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
+        return (_int(info.get("reason")), meta.get("field"), meta.get("message") or data.get("message"),
+                details, None)
+    if isinstance(data.get("error"), str):
+        # OAuth: {"error": "invalid_grant", "error_description": "..."}
+        code, description = data["error"], data.get("error_description")
+        return None, None, f"{description} ({code})" if description else code, None, code
+    if "errno" in data or "message" in data:
+        # Events: {"errno": 422, "message": "...", "details": ["uri: ...", ...]}
+        message, first_field = data.get("message"), None
+        if isinstance(details, list) and details:
+            reasons = [str(item) for item in details]
+            first_field = _detail_field(reasons[0])
+            message = f"{message} ({'; '.join(reasons)})" if message else "; ".join(reasons)
+        return data.get("errno"), first_field, message, details, None
+    return None
+
+
+def _result(data):
+    """The result object, with or without the {"response": {"result": ...}} wrappers."""
+    if isinstance(data, dict) and isinstance(data.get("response"), dict):
+        data = data["response"]
+    if isinstance(data, dict) and isinstance(data.get("result"), dict):
+        data = data["result"]
+    if not isinstance(data, dict):
+        raise MalformedResponseError("The answer holds no result object.",
+                                     summary=MalformedResponseError.summary)
+    return data
+
+
+def _object(data, key):
+    value = _result(data).get(key)
+    if not isinstance(value, dict):
+        raise MalformedResponseError(f"The answer holds no {key} object.",
+                                     summary=MalformedResponseError.summary)
+    return value
+
+
+def _callback(data):
+    """A callback object; the events API may answer it bare or wrapped."""
+    result = _result(data)
+    return result["callback"] if isinstance(result.get("callback"), dict) else result
 
 
 class FreshBooksClient:
-    """One FreshBooks user's view of the API. Not thread-safe: one client per job."""
+    """The FreshBooks API as one connected user sees it. Not thread-safe: one client per job."""
 
-    def __init__(self, client_id, client_secret, redirect_uri, *,
+    def __init__(self, client_id, client_secret, redirect_uri,
                  api_url="https://api.freshbooks.com", auth_url="https://auth.freshbooks.com",
                  tokens=None, token_refresher=None, token_updater=None, timeout=(5, 30),
-                 max_retries=4, backoff=0.5, max_retry_wait=60, min_interval=0.0,
-                 sleep=time.sleep, session=None):
+                 max_retries=4, backoff=0.5, max_retry_wait=60, min_interval=0.0, sleep=time.sleep):
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
@@ -130,294 +212,304 @@ class FreshBooksClient:
         self.max_retry_wait = max_retry_wait
         self.min_interval = min_interval
         self.sleep = sleep
-        self.session = session or requests.Session()
+        self.session = requests.Session()  # one connection pool for all calls
         self.request_count = 0
-        self._last_request = 0.0
+        self._last_request_at = None
 
-    # --- OAuth -----------------------------------------------------------------------------------
+    # --- OAuth ---------------------------------------------------------------------------------
 
     def authorization_url(self, state, scopes=DEFAULT_SCOPES):
         query = urlencode({"client_id": self.client_id, "response_type": "code",
                            "redirect_uri": self.redirect_uri, "scope": " ".join(scopes),
-                           "state": state})
+                           "state": state}, quote_via=quote)
         return f"{self.auth_url}/oauth/authorize?{query}"
 
     def exchange_code(self, code):
         return self._token_request({"grant_type": "authorization_code", "code": code})
 
     def refresh(self):
-        """Trade the refresh token for a new pair; the old refresh token is spent."""
+        """A new token pair; FreshBooks refresh tokens are single-use, so it replaces the old."""
         if not self.tokens or not self.tokens.refresh_token:
-            raise AuthError("No FreshBooks refresh token: connect again.", grant_invalid=True)
+            raise AuthError("There is no refresh token.", grant_invalid=True,
+                            summary="FreshBooks must be connected again")
         return self._token_request({"grant_type": "refresh_token",
-                                    "refresh_token": self.tokens.refresh_token})
+                                    "refresh_token": self.tokens.refresh_token},
+                                   previous_refresh_token=self.tokens.refresh_token)
 
     def revoke(self):
-        """Revoke the grant where FreshBooks offers it; a missing endpoint is not an error."""
-        token = self.tokens and (self.tokens.refresh_token or self.tokens.access_token)
-        if not token:
+        """Revoke the grant; FreshBooks may not offer revocation (404/405), which is fine."""
+        if not self.tokens or not self.tokens.refresh_token:
             return
-        response = self._send("POST", self.api_url + "/auth/oauth/revoke", json={
-            "client_id": self.client_id, "client_secret": self.client_secret, "token": token},
-            auth=False)
-        if response.status_code in (404, 405):
-            return
-        self._parse(response)
-
-    def _token_request(self, body):
-        body = dict(body, client_id=self.client_id, client_secret=self.client_secret,
-                    redirect_uri=self.redirect_uri)
-        data = self._parse(self._send("POST", self.api_url + "/auth/oauth/token", json=body,
-                                      auth=False), token_endpoint=True)
         try:
-            expires_in = float(data["expires_in"])
-            created_at = float(data.get("created_at") or time.time())
-            tokens = TokenSet(str(data["access_token"]), str(data.get("refresh_token") or ""),
-                              created_at + expires_in, str(data.get("scope") or ""))
-        except (KeyError, TypeError, ValueError) as error:
-            raise MalformedResponseError(
-                "FreshBooks' token answer lacks the access token or its lifetime") from error
-        self.tokens = tokens
-        if self.token_updater:
-            self.token_updater(tokens)
-        return tokens
+            self._request("POST", self.api_url + "/auth/oauth/revoke", auth=False, json={
+                "client_id": self.client_id, "client_secret": self.client_secret,
+                "token": self.tokens.refresh_token})
+        except FreshBooksError as error:
+            if error.status not in (404, 405):
+                raise
+
+    def _token_request(self, grant, previous_refresh_token=""):
+        body = {**grant, "client_id": self.client_id, "client_secret": self.client_secret,
+                "redirect_uri": self.redirect_uri}
+        data = self._request("POST", self.api_url + "/auth/oauth/token", json=body, auth=False)
+        access_token = data.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise MalformedResponseError("The token answer holds no access token.",
+                                         summary=MalformedResponseError.summary)
+        expires_in = _number(data.get("expires_in")) or DEFAULT_EXPIRES_IN
+        created_at = _number(data.get("created_at")) or time.time()
+        self.tokens = TokenSet(access_token, str(data.get("refresh_token") or previous_refresh_token),
+                               created_at + expires_in, str(data.get("scope") or ""))
+        if self.token_updater is not None:
+            self.token_updater(self.tokens)
+        return self.tokens
+
+    def _can_renew(self):
+        return self.token_refresher is not None or bool(self.tokens and self.tokens.refresh_token)
 
     def _renew(self):
-        if self.token_refresher:
-            self.tokens = self.token_refresher(self)
-        else:
+        if self.token_refresher is None:
             self.refresh()
+            return
+        tokens = self.token_refresher(self)
+        if not isinstance(tokens, TokenSet):
+            raise TypeError("token_refresher must return a TokenSet")
+        self.tokens = tokens
 
-    # --- identity --------------------------------------------------------------------------------
+    # --- identity ------------------------------------------------------------------------------
 
     def me(self):
-        data = self._call("GET", "/auth/api/v1/users/me")
-        me = data.get("response", data)
-        if not isinstance(me, dict):
-            raise MalformedResponseError("FreshBooks' users/me answer is not an object")
-        return me
+        """The signed-in identity: the `response` object of /auth/api/v1/users/me."""
+        data = self._request("GET", self.api_url + "/auth/api/v1/users/me")
+        if not isinstance(data.get("response"), dict):
+            raise MalformedResponseError("The users/me answer holds no response object.",
+                                         summary=MalformedResponseError.summary)
+        return data["response"]
 
     def businesses(self):
-        """The businesses this user can connect (not those where they are only a client)."""
-        result = []
+        """The businesses this identity can connect: every membership except client access."""
+        found = []
         for membership in self.me().get("business_memberships") or []:
-            business = membership.get("business") or {}
-            if membership.get("role") == "client" or not business.get("account_id"):
+            business = membership.get("business") if isinstance(membership, dict) else None
+            if not isinstance(business, dict) or not business.get("account_id") or \
+                    membership.get("role") == "client":
                 continue
-            result.append(Business(str(business["account_id"]), str(business.get("id") or ""),
-                                   str(business.get("name") or business["account_id"]),
-                                   str(membership.get("role") or "")))
-        return result
+            found.append(Business(str(business["account_id"]), str(business.get("id") or ""),
+                                  str(business.get("name") or business["account_id"]),
+                                  str(membership.get("role") or "")))
+        return found
 
-    # --- clients ---------------------------------------------------------------------------------
+    # --- clients -------------------------------------------------------------------------------
 
-    def _clients_path(self, account_id):
-        return f"/accounting/account/{account_id}/users/clients"
+    def _clients_url(self, account_id):
+        return f"{self.api_url}/accounting/account/{account_id}/users/clients"
 
     def iter_clients(self, account_id, updated_since=None, vis_state=None, client_ids=None):
+        """Every client, page by page: nothing is requested until the first item is wanted."""
         params = []
         if updated_since is not None:
             params.append(("search[updated_min]", _day(updated_since)))
         if vis_state is not None:
             params.append(("search[vis_state]", int(vis_state)))
-        for client_id in client_ids or ():
-            params.append(("search[userids][]", client_id))
-        return self._iter_pages(self._clients_path(account_id), "clients", params)
+        params.extend(("search[userids][]", client_id) for client_id in client_ids or ())
+        return self._pages(self._clients_url(account_id), "clients", params)
 
     def get_client(self, account_id, client_id):
-        return self._one(self._call("GET", f"{self._clients_path(account_id)}/{client_id}"),
-                         "client")
+        return _object(self._request("GET", f"{self._clients_url(account_id)}/{client_id}"), "client")
 
     def create_client(self, account_id, data):
-        return self._one(self._call("POST", self._clients_path(account_id),
-                                    json={"client": data}), "client")
+        return _object(self._request("POST", self._clients_url(account_id), json={"client": data}),
+                       "client")
 
     def update_client(self, account_id, client_id, data):
         if "vis_state" in data and len(data) > 1:
-            # FreshBooks applies vis_state alone and silently drops the other fields.
-            raise ValueError("send vis_state on its own, not with other client fields")
-        return self._one(self._call("PUT", f"{self._clients_path(account_id)}/{client_id}",
-                                    json={"client": data}), "client")
+            # FreshBooks applies a vis_state change alone and silently drops the other fields.
+            raise ValueError("Send vis_state on its own, not together with other client fields.")
+        return _object(self._request("PUT", f"{self._clients_url(account_id)}/{client_id}",
+                                     json={"client": data}), "client")
 
-    # --- invoices --------------------------------------------------------------------------------
+    # --- invoices ------------------------------------------------------------------------------
 
-    def _invoices_path(self, account_id):
-        return f"/accounting/account/{account_id}/invoices/invoices"
+    def _invoices_url(self, account_id):
+        return f"{self.api_url}/accounting/account/{account_id}/invoices/invoices"
 
     def iter_invoices(self, account_id, updated_since=None, client_id=None):
+        """Every invoice (of one client if given), page by page, lazily."""
         params = []
         if updated_since is not None:
             params.append(("search[updated_min]", _day(updated_since)))
         if client_id is not None:
             params.append(("search[customerid]", client_id))
-        return self._iter_pages(self._invoices_path(account_id), "invoices", params)
+        return self._pages(self._invoices_url(account_id), "invoices", params)
 
     def get_invoice(self, account_id, invoice_id):
-        return self._one(self._call("GET", f"{self._invoices_path(account_id)}/{invoice_id}"),
-                         "invoice")
+        return _object(self._request("GET", f"{self._invoices_url(account_id)}/{invoice_id}"),
+                       "invoice")
 
-    # --- webhook callbacks -----------------------------------------------------------------------
+    # --- webhook callbacks ---------------------------------------------------------------------
 
-    def _callbacks_path(self, account_id):
-        return f"/events/account/{account_id}/events/callbacks"
+    def _callbacks_url(self, account_id):
+        return f"{self.api_url}/events/account/{account_id}/events/callbacks"
 
     def create_callback(self, account_id, event, uri):
-        return self._one(self._call("POST", self._callbacks_path(account_id),
-                                    json={"callback": {"event": event, "uri": uri}}), "callback")
+        callback = _callback(self._request("POST", self._callbacks_url(account_id),
+                                           json={"callback": {"event": event, "uri": uri}}))
+        if "callbackid" not in callback:
+            raise MalformedResponseError("The answer holds no callback id.",
+                                         summary=MalformedResponseError.summary)
+        return callback
 
     def verify_callback(self, account_id, callback_id, verifier):
-        return self._one(self._call("PUT", f"{self._callbacks_path(account_id)}/{callback_id}",
-                                    json={"callback": {"verifier": verifier}}), "callback")
+        return _callback(self._request("PUT", f"{self._callbacks_url(account_id)}/{callback_id}",
+                                       json={"callback": {"verifier": verifier}}))
 
     def resend_callback_verification(self, account_id, callback_id):
-        return self._one(self._call("PUT", f"{self._callbacks_path(account_id)}/{callback_id}",
-                                    json={"callback": {"resend": True}}), "callback")
+        return _callback(self._request("PUT", f"{self._callbacks_url(account_id)}/{callback_id}",
+                                       json={"callback": {"resend": True}}))
 
     def list_callbacks(self, account_id):
-        return list(self._iter_pages(self._callbacks_path(account_id), "callbacks", []))
+        return list(self._pages(self._callbacks_url(account_id), "callbacks", []))
 
     def delete_callback(self, account_id, callback_id):
-        self._call("DELETE", f"{self._callbacks_path(account_id)}/{callback_id}")
+        self._request("DELETE", f"{self._callbacks_url(account_id)}/{callback_id}")
 
-    # --- machinery -------------------------------------------------------------------------------
+    # --- machinery -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _result(data):
-        """The `result` object, with or without the `response` wrapper."""
-        inner = data.get("response", data) if isinstance(data, dict) else None
-        inner = inner.get("result", inner) if isinstance(inner, dict) else None
-        if not isinstance(inner, dict):
-            raise MalformedResponseError("FreshBooks' answer has no result object")
-        return inner
-
-    def _one(self, data, key):
-        value = self._result(data).get(key)
-        if not isinstance(value, dict):
-            raise MalformedResponseError(f"FreshBooks' answer has no {key} object")
-        return value
-
-    def _iter_pages(self, path, key, params):
+    def _pages(self, url, key, params):
         page = 1
         while True:
-            data = self._call("GET", path, params=[*params, ("page", page), ("per_page", PER_PAGE)])
-            result = self._result(data)
+            result = _result(self._request(
+                "GET", url, params=[*params, ("page", page), ("per_page", PER_PAGE)]))
             items = result.get(key)
             if not isinstance(items, list):
-                raise MalformedResponseError(f"FreshBooks' answer has no list of {key}")
+                raise MalformedResponseError(f"The answer holds no list of {key}.",
+                                             summary=MalformedResponseError.summary)
             yield from items
-            try:
-                pages = int(result.get("pages") or 1)
-            except (TypeError, ValueError):
-                pages = 1
-            if not items or page >= pages:
+            pages = _int(result.get("pages"))
+            # Without a page count, a short page is the last one.
+            if not items or (page >= pages if pages is not None else len(items) < PER_PAGE):
                 return
             page += 1
 
-    def _call(self, method, path, params=None, json=None):
-        """An authenticated API call with one token renewal on 401; returns the JSON body."""
-        if self.tokens and self.tokens.refresh_token and \
+    def _request(self, method, url, *, params=None, json=None, auth=True):
+        """Send one API call and return its JSON body, or raise a typed FreshBooksError.
+
+        Bearer token, throttle, timeout, retries with backoff, and one token renewal on 401.
+        `auth=False` is for the OAuth endpoints, which authenticate with the client secret.
+        """
+        path = urlsplit(url).path
+        if auth and self.tokens and self._can_renew() and \
                 self.tokens.expires_at - time.time() < REFRESH_MARGIN:
             self._renew()
-        url = self.api_url + path
-        response = self._send(method, url, params=params, json=json)
-        if response.status_code == 401:
-            if not self.tokens or not self.tokens.refresh_token:
-                raise self._error(response, grant_invalid=True)
-            self._renew()
-            response = self._send(method, url, params=params, json=json)
-        return self._parse(response)
-
-    def _send(self, method, url, params=None, json=None, auth=True):
-        """One request, resent on 429, 5xx and network errors with backoff; returns the answer."""
-        headers = {"Accept": "application/json"}
-        attempt = 0
+        retryable = POST_RETRY_STATUSES if method == "POST" else RETRY_STATUSES
+        attempt, renewed = 0, False
         while True:
+            headers = {"Accept": "application/json"}
             if auth and self.tokens:
                 headers["Authorization"] = f"Bearer {self.tokens.access_token}"
-            wait = self.min_interval - (time.monotonic() - self._last_request)
-            if wait > 0:
-                self.sleep(wait)
+            if self.min_interval and self._last_request_at is not None:
+                pause = self._last_request_at + self.min_interval - time.monotonic()
+                if pause > 0:
+                    self.sleep(pause)
+            self._last_request_at = time.monotonic()
             self.request_count += 1
             try:
                 response = self.session.request(method, url, params=params, json=json,
                                                 headers=headers, timeout=self.timeout)
-            except requests.exceptions.RequestException as error:
-                self._last_request = time.monotonic()
-                retryable = method != "POST" or _not_sent(error)
-                if not retryable or attempt >= self.max_retries:
-                    raise NetworkError(
-                        f"FreshBooks could not be reached ({type(error).__name__})") from error
-                _logger.info("FreshBooks %s %s failed (%s), retrying", method,
-                             urlsplit(url).path, type(error).__name__)
-                self.sleep(self._wait(attempt, None))
+            except requests.RequestException as error:
+                # A POST that may have reached FreshBooks is not resent: it could create twice.
+                may_retry = isinstance(error, (requests.ConnectionError, requests.Timeout)) and (
+                    method != "POST" or _never_sent(error))
+                if not may_retry or attempt >= self.max_retries:
+                    _logger.warning("FreshBooks %s %s failed: %s", method, path, type(error).__name__)
+                    raise NetworkError(f"{method} {path} failed ({type(error).__name__}).",
+                                       summary=NetworkError.summary) from error
+                wait = self._backoff_wait(attempt)
+                _logger.info("FreshBooks %s %s failed (%s); retrying in %.1f s", method, path,
+                             type(error).__name__, wait)
+                self.sleep(wait)
                 attempt += 1
                 continue
-            self._last_request = time.monotonic()
             status = response.status_code
-            _logger.debug("FreshBooks %s %s -> %s", method, urlsplit(url).path, status)
-            retryable = status in (POST_RETRY_STATUSES if method == "POST" else RETRY_STATUSES)
-            if not retryable or attempt >= self.max_retries:
-                return response
-            _logger.info("FreshBooks %s %s answered %s, retrying", method,
-                         urlsplit(url).path, status)
-            self.sleep(self._wait(attempt, _retry_after(response)))
-            attempt += 1
+            _logger.debug("FreshBooks %s %s -> %s", method, path, status)
+            if status == 401 and auth and not renewed:
+                if not self._can_renew():
+                    raise self._error(response, grant_invalid=True)
+                _logger.info("FreshBooks %s %s -> 401; renewing the token once", method, path)
+                self._renew()
+                renewed = True
+                continue
+            if status in retryable and attempt < self.max_retries:
+                retry_after = _retry_after(response)
+                # A server asking for a longer pause than we may wait gets none of our retries.
+                if retry_after is None or retry_after <= self.max_retry_wait:
+                    wait = self._backoff_wait(attempt) if retry_after is None else retry_after
+                    _logger.info("FreshBooks %s %s -> %s; retrying in %.1f s", method, path, status,
+                                 wait)
+                    self.sleep(wait)
+                    attempt += 1
+                    continue
+            if status >= 400:
+                _logger.info("FreshBooks %s %s -> %s", method, path, status)
+            return self._parse(response, oauth=not auth)
 
-    def _wait(self, attempt, retry_after):
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_wait)
-        return min(self.backoff * 2 ** attempt + random.uniform(0, self.backoff),  # noqa: S311
-                   self.max_retry_wait)
+    def _backoff_wait(self, attempt):
+        delay = self.backoff * 2 ** attempt
+        # Jitter spreads out the retries of workers that failed together.
+        delay += random.uniform(0, delay / 10)  # noqa: S311 - timing jitter, not security
+        return min(delay, self.max_retry_wait)
 
-    def _parse(self, response, token_endpoint=False):
+    def _parse(self, response, oauth=False):
         status = response.status_code
-        if 200 <= status < 300:
-            if status == 204 or not response.content:
-                return {}
-            try:
-                data = response.json()
-            except ValueError:
-                raise MalformedResponseError(
-                    f"FreshBooks answered {status} with a body that is not JSON",
-                    status=status) from None
-            if not isinstance(data, dict):
-                raise MalformedResponseError("FreshBooks' answer is not a JSON object",
-                                             status=status)
-            errors = data.get("response", {}).get("errors") if isinstance(
-                data.get("response"), dict) else None
-            if errors:
-                raise self._error(response, data=data)
-            return data
-        raise self._error(response, token_endpoint=token_endpoint)
+        if not 200 <= status < 300:
+            raise self._error(response, oauth=oauth)
+        if status == 204 or not response.content.strip():
+            return {}
+        try:
+            data = response.json()
+        except ValueError:
+            raise MalformedResponseError(
+                f"HTTP {status} with a body that is not JSON: {_snippet(response.text)}",
+                status=status, summary=MalformedResponseError.summary) from None
+        if not isinstance(data, dict):
+            raise MalformedResponseError(f"HTTP {status} with JSON that is not an object.",
+                                         status=status, summary=MalformedResponseError.summary)
+        inner = data.get("response")
+        if isinstance(inner, dict) and inner.get("errors"):
+            raise self._error(response, data=data)
+        return data
 
-    def _error(self, response, data=None, grant_invalid=False, token_endpoint=False):
+    def _error(self, response, data=None, oauth=False, grant_invalid=False):
+        """The typed error for a failed answer, classified by status, then by FreshBooks' errno."""
         status = response.status_code
         if data is None:
             try:
                 data = response.json()
             except ValueError:
                 data = None
-        errno, field, message, details = _error_fields(data, response.text)
-        kwargs = {"status": status, "errno": errno, "field": field, "details": details}
-        try:
-            errno_int = int(errno)
-        except (TypeError, ValueError):
-            errno_int = None
-        if errno in GRANT_ERRORS or (token_endpoint and status in (400, 401)):
-            return AuthError(f"FreshBooks refused the sign-in: {message}", grant_invalid=True,
+        parts = _error_parts(data)
+        if parts is None:
+            errno, field_name, message, details, oauth_error = (
+                None, None, _snippet(response.text) or None, None, None)
+        else:
+            errno, field_name, message, details, oauth_error = parts
+        number = _int(errno)
+        kwargs = {"status": status, "errno": errno, "field": field_name, "details": details}
+        if grant_invalid or oauth_error in GRANT_ERRORS:
+            return AuthError(message, grant_invalid=True, summary="FreshBooks must be connected again",
                              **kwargs)
-        if status == 401:
-            return AuthError(f"FreshBooks refused the access token: {message}",
-                             grant_invalid=grant_invalid, **kwargs)
-        if status == 404 or errno_int in NOT_FOUND_ERRNOS:
-            return NotFoundError(f"Not found in FreshBooks: {message}", **kwargs)
-        if status == 403:
-            return AuthError(f"FreshBooks denied access: {message}", **kwargs)
+        if status == 401 or (oauth and 400 <= status < 500 and status not in (404, 405, 429)):
+            return AuthError(message, summary=AuthError.summary, **kwargs)
+        if status == 403 or number == ACCESS_DENIED_ERRNO:
+            return AuthError(message, summary="FreshBooks denied access", **kwargs)
         if status == 429:
-            return RateLimitError(f"FreshBooks is rate limiting requests: {message}",
-                                  retry_after=_retry_after(response), **kwargs)
+            return RateLimitError(message, retry_after=_retry_after(response),
+                                  summary=RateLimitError.summary, **kwargs)
         if status >= 500:
-            return ServerError(f"FreshBooks had a server error ({status}): {message}", **kwargs)
-        if status in (400, 422) or 200 <= status < 300:
-            return ValidationError(f"FreshBooks rejected the request: {message}", **kwargs)
-        return FreshBooksError(f"FreshBooks answered {status}: {message}", **kwargs)
+            return ServerError(message, retry_after=_retry_after(response),
+                               summary=ServerError.summary, **kwargs)
+        if status == 404 or number in NOT_FOUND_ERRNOS:
+            return NotFoundError(message, summary=NotFoundError.summary, **kwargs)
+        if status in (400, 422) or number in VALIDATION_ERRNOS:
+            return ValidationError(message, summary=ValidationError.summary, **kwargs)
+        return FreshBooksError(message, summary=f"FreshBooks answered HTTP {status}", **kwargs)

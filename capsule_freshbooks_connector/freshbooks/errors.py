@@ -2,31 +2,51 @@
 
 
 class FreshBooksError(Exception):
-    """Base class. `str(error)` is a plain-words message for people."""
+    """Base class of every error the client raises.
 
-    default_message = "FreshBooks returned an error"
+    `message` is FreshBooks' own text (or ours when FreshBooks sent none); `str(error)` puts it in
+    a plain-words sentence for people, e.g.
+    "FreshBooks rejected the request (email): Invalid email address. [errno 1004]".
+    """
+
+    summary = "FreshBooks returned an error"
 
     def __init__(self, message=None, *, status=None, errno=None, field=None, details=None,
-                 retry_after=None):
+                 retry_after=None, summary=None):
         self.status = status
         self.errno = errno
         self.field = field
-        self.message = message or self.default_message
+        self.message = message
         self.details = details
         self.retry_after = retry_after
-        super().__init__(self.message)
+        # Errors the client builds from a response get a summary; a caller raising one with its
+        # own (possibly translated) sentence gets that sentence alone.
+        self._summary = summary if summary is not None else (None if message else self.summary)
+        super().__init__(str(self))
 
     def __str__(self):
-        text = self.message
+        head = self._summary or ""
         if self.field:
-            text = f"({self.field}) {text}"
+            head = f"{head} ({self.field})" if head else f"({self.field})"
+        if self.message:
+            text = f"{head}: {self.message}" if head else self.message
+        else:
+            text = f"{head}."
         if self.errno is not None:
             text = f"{text} [errno {self.errno}]"
+        elif self.status is not None:
+            text = f"{text} [HTTP {self.status}]"
         return text
 
 
 class AuthError(FreshBooksError):
-    default_message = "FreshBooks refused the credentials"
+    """FreshBooks refused the credentials.
+
+    `grant_invalid` is True when the refresh token or grant is gone (used, revoked, missing): no
+    retry can help, the user must connect again.
+    """
+
+    summary = "FreshBooks refused the credentials"
 
     def __init__(self, message=None, *, grant_invalid=False, **kwargs):
         self.grant_invalid = grant_invalid
@@ -34,24 +54,24 @@ class AuthError(FreshBooksError):
 
 
 class NotFoundError(FreshBooksError):
-    default_message = "FreshBooks has no such object"
+    summary = "FreshBooks has no such object"
 
 
 class ValidationError(FreshBooksError):
-    default_message = "FreshBooks rejected the data"
+    summary = "FreshBooks rejected the request"
 
 
 class RateLimitError(FreshBooksError):
-    default_message = "FreshBooks asked us to slow down"
+    summary = "FreshBooks is limiting the request rate"
 
 
 class ServerError(FreshBooksError):
-    default_message = "FreshBooks had a server error"
+    summary = "FreshBooks had a server error"
 
 
 class NetworkError(FreshBooksError):
-    default_message = "FreshBooks could not be reached"
+    summary = "FreshBooks could not be reached"
 
 
 class MalformedResponseError(FreshBooksError):
-    default_message = "FreshBooks sent a response that is not valid JSON of the expected shape"
+    summary = "FreshBooks sent a response that is not what its API describes"

@@ -1,4 +1,3 @@
-import time
 from urllib.parse import urlencode
 
 from odoo.tests import HttpCase, tagged
@@ -25,14 +24,15 @@ class TestWebhooks(HttpCase):
         Webhook._ensure(self.account, self.account._get_client())
         hooks = Webhook.search([("account_id", "=", self.account.id)])
         self.assertEqual(len(hooks), 6)
-        deadline = time.time() + 10
-        while time.time() < deadline and not all(hooks.sudo().mapped("verifier")):
-            time.sleep(0.05)
-            hooks.invalidate_recordset()
+        # Wait on the sandbox, not the database: the server thread shares this test's cursor.
+        self.sandbox.wait_verifications(6, timeout=10)
+        self.env.invalidate_all()
+        self.assertTrue(all(hooks.sudo().mapped("verifier")))
+        # Post-commit work does not run under the test cursor: run it as the commit would.
+        self.env.flush_all()
         for hook in hooks:
-            # Post-commit work does not run under the test cursor: run it as the commit would.
             Webhook._confirm_after_commit(hook.id)
-        hooks.invalidate_recordset()
+        self.env.invalidate_all()
         self.assertTrue(all(hooks.mapped("verified")))
         self.assertEqual(self.account.webhook_state, "active")
         return hooks

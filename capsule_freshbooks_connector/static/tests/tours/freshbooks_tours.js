@@ -24,16 +24,16 @@ registry.category("web_tour.tours").add("freshbooks_connect_tour", {
             trigger: "div[name='freshbooks_redirect_uri']:contains('/freshbooks/oauth/callback')",
         },
         {
-            content: "Connect sends the browser to FreshBooks",
+            content: "Connect saves what was typed and goes to FreshBooks",
             trigger: "button[name='action_freshbooks_connect']",
             run: "click",
         },
         {
-            content: "Back in Odoo, connected",
-            trigger: "#freshbooks div[name='freshbooks_state']:contains('Connected')",
+            content: "Back in Odoo, connected to the sandbox business",
+            trigger: "div[name='freshbooks_connected'] div[name='freshbooks_business_name']:contains('Sandbox Trading')",
         },
         {
-            trigger: "#freshbooks div[name='freshbooks_business_name']:contains('Sandbox')",
+            trigger: "div[name='freshbooks_connected'] div[name='freshbooks_user_name']:contains('owner@sandbox.test')",
         },
     ],
 });
