@@ -5,6 +5,7 @@ The sandbox runs as a separate process, so peak_rss_mb is Odoo's side alone.
 """
 
 import argparse
+import cProfile
 import csv
 import io
 import json
@@ -56,6 +57,15 @@ def odoo_env(dbname, addons_path):
     registry = odoo.modules.registry.Registry(dbname)
     cr = registry.cursor()
     return odoo.api.Environment(cr, odoo.SUPERUSER_ID, {}), cr
+
+
+def close(cr, dbname):
+    """Close the cursor and every pooled connection, so the database can be copied."""
+    import odoo
+
+    cr.close()
+    odoo.modules.registry.Registry.delete(dbname)
+    odoo.sql_db.close_db(dbname)
 
 
 def query_count():
@@ -121,11 +131,18 @@ def connect(env, sandbox_url):
     return account
 
 
-def timed_sync(env, account, sandbox_url, full):
+def timed_sync(env, account, sandbox_url, full, profile=None):
     requests_before, queries_before = sandbox_requests(sandbox_url), query_count()
+    profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
+    if profiler:
+        profiler.enable()
     sync_log = env["freshbooks.sync"]._sync_account(account, full=full)
     elapsed = time.perf_counter() - start
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+        log(f"profile of the initial sync written to {profile}")
     return (elapsed, sandbox_requests(sandbox_url) - requests_before,
             query_count() - queries_before, sync_log)
 
@@ -167,7 +184,8 @@ def base_import(env, clients):
     options = {"quoting": '"', "separator": ",", "has_headers": True, "encoding": "utf-8",
                "date_format": "", "datetime_format": "", "float_thousand_separator": ",",
                "float_decimal_separator": ".", "fields": [], "name_create_enabled_fields": {},
-               "import_skip_records": [], "import_set_empty_fields": [], "limit": 0}
+               "import_skip_records": [], "import_set_empty_fields": [], "skip": 0,
+               "limit": len(clients) + 1}
     start = time.perf_counter()
     result = importer.execute_import(columns, columns, options)
     env.cr.commit()
@@ -186,6 +204,7 @@ def main():
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--db", default="freshbooks_bench")
     parser.add_argument("--addons-path", required=True)
+    parser.add_argument("--profile", help="write a cProfile of the initial sync to this file")
     args = parser.parse_args()
 
     n = args.clients
@@ -197,14 +216,14 @@ def main():
         env, cr = odoo_env(args.db, args.addons_path)
         matching = seed_existing_contacts(env, clients, n // 2, args.seed)
         log(f"{n // 2} existing contacts, {matching} named like a client")
-        cr.close()
+        close(cr, args.db)
         import_db = args.db + "_import"
         subprocess.run(["dropdb", "--if-exists", import_db], check=True)  # noqa: S603,S607
         subprocess.run(["createdb", "-T", args.db, import_db], check=True)  # noqa: S603,S607
 
         env, cr = odoo_env(args.db, args.addons_path)
         account = connect(env, url)
-        initial = timed_sync(env, account, url, full=True)
+        initial = timed_sync(env, account, url, full=True, profile=args.profile)
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         noop = timed_sync(env, account, url, full=False)
         push = push_edits(env, account, url, args.edits)

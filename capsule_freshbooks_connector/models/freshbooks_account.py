@@ -374,7 +374,10 @@ class FreshbooksAccount(models.Model):
 
     def action_sync_now(self):
         self._check_admin()
-        self.filtered(lambda a: a.state == "connected")._schedule_sync()
+        connected = self.filtered(lambda a: a.state == "connected")
+        # An admin asking again is the moment to retry webhooks that could not be set up.
+        connected.filtered(lambda a: a.webhook_state == "unavailable").webhook_state = "none"
+        connected._schedule_sync()
 
     def action_disconnect(self):
         """Forget the tokens (revoking them where FreshBooks allows); keep every contact link."""

@@ -1,5 +1,7 @@
 from decimal import Decimal, InvalidOperation
 
+from psycopg2.extras import execute_values
+
 from odoo import api, fields, models
 
 # FreshBooks' numeric `status` when `v3_status` is missing.
@@ -91,34 +93,54 @@ class FreshbooksInvoice(models.Model):
 
     @api.model
     def _store_page(self, account, raws):
-        """Insert, update or remove one page of FreshBooks invoices; return (updated, removed)."""
-        Invoice = self.sudo()
-        refs = [str(r.get("id")) for r in raws if isinstance(r, dict) and r.get("id")]
-        existing = {i.invoice_ref: i for i in Invoice.search(
-            [("account_id", "=", account.id), ("invoice_ref", "in", refs)])}
+        """Insert, update or remove one page of FreshBooks invoices; return (stored, removed).
+
+        Plain SQL: this is a read-only copy with no computed stored fields, and an initial sync
+        stores tens of thousands of rows.
+        """
+        currencies = self.env.context.get("freshbooks_currencies", {})
         client_refs = {str(r.get("customerid")) for r in raws if isinstance(r, dict)}
         partners = {p["freshbooks_client_id"]: p["id"] for p in self.env["res.partner"].sudo()
                     .with_context(active_test=False).search_read(
                         [("freshbooks_account_id", "=", account.id),
                          ("freshbooks_client_id", "in", list(client_refs))],
                         ["freshbooks_client_id"])}
-        currencies = self.env.context.get("freshbooks_currencies", {})
-        to_create, updated, removed = [], 0, Invoice
+        rows, removed = {}, []
         for raw in raws:
             if not isinstance(raw, dict) or not raw.get("id"):
                 continue
             ref = str(raw["id"])
             if str(raw.get("vis_state", 0)) == "1":
-                removed |= existing.get(ref, Invoice)
+                removed.append(ref)
                 continue
-            values = self._values_from_freshbooks(raw, currencies)
-            values["partner_id"] = partners.get(values["client_ref"], False)
-            if ref in existing:
-                existing[ref].write(values)
-            else:
-                to_create.append(dict(values, account_id=account.id, invoice_ref=ref))
-            updated += 1
-        Invoice.create(to_create)
-        count = len(removed)
-        removed.unlink()
-        return updated, count
+            v = self._values_from_freshbooks(raw, currencies)
+            rows[ref] = (account.id, account.company_id.id, ref, v["client_ref"],
+                         partners.get(v["client_ref"]), v["number"], v["issue_date"] or None,
+                         v["due_date"] or None, v["currency_code"], v["currency_id"] or None,
+                         v["amount"], v["outstanding"], v["status"], self.env.uid, self.env.uid)
+        cr = self.env.cr
+        self.flush_model()
+        if rows:
+            execute_values(cr._obj, """
+                INSERT INTO freshbooks_invoice (account_id, company_id, invoice_ref, client_ref,
+                    partner_id, number, issue_date, due_date, currency_code, currency_id, amount,
+                    outstanding, status, create_uid, write_uid, create_date, write_date)
+                VALUES %s
+                ON CONFLICT (account_id, invoice_ref) DO UPDATE SET
+                    client_ref = EXCLUDED.client_ref, partner_id = EXCLUDED.partner_id,
+                    number = EXCLUDED.number, issue_date = EXCLUDED.issue_date,
+                    due_date = EXCLUDED.due_date, currency_code = EXCLUDED.currency_code,
+                    currency_id = EXCLUDED.currency_id, amount = EXCLUDED.amount,
+                    outstanding = EXCLUDED.outstanding, status = EXCLUDED.status,
+                    write_uid = EXCLUDED.write_uid, write_date = EXCLUDED.write_date
+            """, list(rows.values()), template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, now() at time zone 'UTC', now() at time zone 'UTC')")
+        count = 0
+        if removed:
+            cr.execute("DELETE FROM freshbooks_invoice WHERE account_id = %s AND invoice_ref IN %s",
+                       [account.id, tuple(removed)])
+            count = cr.rowcount
+        if rows or count:
+            self.invalidate_model()
+            self.env["res.partner"].invalidate_model(["freshbooks_invoice_ids"])
+        return len(rows), count

@@ -144,63 +144,65 @@ def split_person_name(name):
     return (parts[0] if parts else "", parts[1] if len(parts) > 1 else "")
 
 
+# Names FreshBooks users type that are not Odoo's English country names.
+COUNTRY_ALIASES = {"usa": "us", "united states of america": "us", "uk": "gb",
+                   "great britain": "gb", "england": "gb"}
+
+
+class AddressLookup:
+    """Countries and states by code or English name, read once per sync run, not per client."""
+
+    def __init__(self, env):
+        self.env = env
+        self.countries = {}
+        for country in env["res.country"].sudo().with_context(lang="en_US").search_read(
+                [], ["code", "name"]):
+            self.countries[name_key(country["name"])] = country["id"]
+            self.countries[country["code"].lower()] = country["id"]
+        for alias, code in COUNTRY_ALIASES.items():
+            if code in self.countries:
+                self.countries.setdefault(alias, self.countries[code])
+        self.states = {}
+
+    def country(self, text):
+        return self.countries.get(name_key(text))
+
+    def state(self, country_id, text):
+        if country_id not in self.states:
+            self.states[country_id] = states = {}
+            for state in self.env["res.country.state"].sudo().with_context(
+                    lang="en_US").search_read([("country_id", "=", country_id)], ["code", "name"]):
+                states.setdefault(name_key(state["code"]), state["id"])
+                states.setdefault(name_key(state["name"]), state["id"])
+        return self.states[country_id].get(name_key(text))
+
+
 class FreshbooksMapping(models.AbstractModel):
     _name = "freshbooks.mapping"
     _description = "FreshBooks client and contact mapping"
 
     @api.model
-    def _resolve_address(self, record):
-        """Country and state ids for a parsed client; unknown ones become a note line."""
-        values = {}
-        country = self._find_country(record.country) if record.country else None
-        if record.country and not country:
-            record.extra_notes.append(f"Country (not found in Odoo): {record.country}")
-        if country:
-            values["country_id"] = country.id
-        if record.province:
-            state = self._find_state(country, record.province) if country else None
-            if state:
-                values["state_id"] = state.id
-            else:
-                record.extra_notes.append(f"Province/state: {record.province}")
-        return values
+    def _partner_values(self, record, lookup=None):
+        """Full res.partner values for a contact made from a FreshBooks client.
 
-    @api.model
-    def _find_country(self, text):
-        Country = self.env["res.country"].sudo()
-        value = text.strip()
-        if len(value) == 2:
-            country = Country.search([("code", "=ilike", value)], limit=1)
-            if country:
-                return country
-        cache = self.env.context.get("freshbooks_country_cache")
-        if cache is None:
-            # Country names are compared in English and case-insensitively; one query per run.
-            cache = {name_key(c.with_context(lang="en_US").name): c.id for c in Country.search([])}
-        country_id = cache.get(name_key(value)) or {
-            "usa": "us", "united states of america": "us", "uk": "gb", "great britain": "gb",
-        }.get(name_key(value))
-        if isinstance(country_id, str):
-            return Country.search([("code", "=ilike", country_id)], limit=1)
-        return Country.browse(country_id) if country_id else None
-
-    @api.model
-    def _find_state(self, country, text):
-        State = self.env["res.country.state"].sudo()
-        for op in ("code", "name"):
-            state = State.search([("country_id", "=", country.id), (op, "=ilike", text.strip())],
-                                 limit=1)
-            if state:
-                return state
-        return None
-
-    @api.model
-    def _partner_values(self, record):
-        """Full res.partner values for a new contact made from a FreshBooks client."""
+        Unknown countries and provinces go to the notes, never silently away.
+        """
+        lookup = lookup or AddressLookup(self.env)
         values = dict(record.values)
-        values.update(self._resolve_address(record))
-        if record.extra_notes:
-            values["comment"] = notes_html(record.extra_notes)
+        notes = list(record.extra_notes)
+        country_id = lookup.country(record.country) if record.country else None
+        if country_id:
+            values["country_id"] = country_id
+        elif record.country:
+            notes.append(f"Country (not found in Odoo): {record.country}")
+        if record.province:
+            state_id = lookup.state(country_id, record.province) if country_id else None
+            if state_id:
+                values["state_id"] = state_id
+            else:
+                notes.append(f"Province/state: {record.province}")
+        if notes:
+            values["comment"] = notes_html(notes)
         return values
 
     @api.model

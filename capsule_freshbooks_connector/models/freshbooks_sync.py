@@ -5,11 +5,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup
+
 from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 
 from ..freshbooks import AuthError, FreshBooksError, NotFoundError, ValidationError
-from .freshbooks_mapping import MappingError, clean_text, parse_client
+from .freshbooks_mapping import AddressLookup, MappingError, clean_text, parse_client
 
 _logger = logging.getLogger(__name__)
 
@@ -53,6 +55,14 @@ class FreshbooksSync(models.AbstractModel):
         return self.env["res.partner"].sudo().with_context(
             active_test=False, freshbooks_no_push=True, tracking_disable=True,
             mail_create_nolog=True, mail_notrack=True)
+
+    @api.model
+    def _address_lookup(self):
+        """One country/state index per cursor, not one per client."""
+        lookup = self.env.cr.cache.get("freshbooks.address_lookup")
+        if lookup is None:
+            lookup = self.env.cr.cache["freshbooks.address_lookup"] = AddressLookup(self.env)
+        return lookup
 
     @api.model
     def _since(self, moment):
@@ -210,13 +220,13 @@ class FreshbooksSync(models.AbstractModel):
     @api.model
     def _match_and_import(self, account, items, log):
         candidates = self._find_candidates(account, {r.key for r, _raw in items})
-        used, to_create = set(), []
+        used, to_create, notes = set(), [], {}
         Partner = self._partners()
         for record, raw in items:
             matches = candidates.get((record.key, record.is_company), Partner).filtered(
                 lambda p, used=used: p.id not in used)
             if len(matches) == 1:
-                self._link(account, matches, record)
+                notes[matches.id] = self._link(account, matches, record)
                 used.add(matches.id)
                 log._count("linked")
             elif matches:
@@ -226,19 +236,20 @@ class FreshbooksSync(models.AbstractModel):
                                            len(matches)), record.client_id, record.name)
             else:
                 to_create.append(record)
+        self._log_links(notes)
         self._create_partners(account, to_create, log)
 
     @api.model
     def _find_candidates(self, account, keys):
         """Unlinked top-level contacts by (name key, is company): companies match companies,
         people match people."""
-        partners = self.env["res.partner"].sudo().search([
+        partners = self._partners().with_context(active_test=True).search([
             ("freshbooks_name_key", "in", list(keys)), ("freshbooks_client_id", "=", False),
             ("parent_id", "=", False), ("company_id", "in", [False, account.company_id.id])])
         result = {}
         for partner in partners:
             key = (partner.freshbooks_name_key, partner.is_company)
-            result[key] = result.get(key, self.env["res.partner"].sudo()) | partner
+            result[key] = result.get(key, self._partners()) | partner
         return result
 
     @api.model
@@ -249,27 +260,35 @@ class FreshbooksSync(models.AbstractModel):
 
     @api.model
     def _link(self, account, partner, record):
-        """Link an existing contact: fill only its empty fields, and say so in its chatter."""
-        partner = partner.with_context(freshbooks_no_push=True)
-        values = self.env["freshbooks.mapping"]._partner_values(record)
+        """Link an existing contact and fill only its empty fields; returns the chatter note."""
+        partner = partner.with_context(freshbooks_no_push=True, tracking_disable=True)
+        values = self.env["freshbooks.mapping"]._partner_values(record, self._address_lookup())
         filled = {k: v for k, v in values.items()
                   if k not in ("name", "is_company") and not partner[k]}
         partner.write(dict(filled, **self._link_values(account, record.client_id)))
         self._attach_invoices(account, partner)
-        labels = [partner._fields[k].string for k in filled]
         body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
-        if labels:
-            body += " " + self.env._("Filled from FreshBooks: %s.", ", ".join(labels))
-        partner.message_post(body=body, subtype_xmlid="mail.mt_note")
+        if filled:
+            body += " " + self.env._("Filled from FreshBooks: %s.", ", ".join(
+                partner._fields[k].string for k in filled))
+        return body
+
+    @api.model
+    def _log_links(self, bodies):
+        """The chatter notes of linked contacts, in one batch."""
+        if bodies:
+            self._partners().browse(list(bodies))._message_log_batch(
+                {pid: Markup("<p>%s</p>") % body for pid, body in bodies.items()})
 
     @api.model
     def _create_partners(self, account, records, log):
         if not records:
             return
-        Mapping = self.env["freshbooks.mapping"].with_context(freshbooks_country_cache=None)
+        Mapping = self.env["freshbooks.mapping"]
+        lookup = self._address_lookup()
         vals_list = []
         for record in records:
-            values = Mapping._partner_values(record)
+            values = Mapping._partner_values(record, lookup)
             values.update(self._link_values(account, record.client_id),
                           team_id=account.import_team_id.id or False,
                           company_id=account.company_id.id)
@@ -325,7 +344,7 @@ class FreshbooksSync(models.AbstractModel):
                                           ("freshbooks_client_id", "=", record.client_id)]):
             raise UserError(self.env._("This FreshBooks client is already linked to a contact."))
         if partner:
-            self._link(account, partner.sudo(), record)
+            self._log_links({partner.id: self._link(account, partner.sudo(), record)})
             resolution = self.env._("Linked to %s", partner.display_name)
         else:
             log = self.env["freshbooks.sync.log"].sudo().new({"account_id": account.id})

@@ -1,4 +1,5 @@
 import logging
+from datetime import timedelta
 
 from odoo import api, fields, models
 
@@ -6,6 +7,8 @@ from ..freshbooks import FreshBooksError, NotFoundError, verify_webhook
 
 _logger = logging.getLogger(__name__)
 
+# How long FreshBooks may take to confirm a new callback before we stop waiting for it.
+VERIFY_GRACE = timedelta(minutes=10)
 EVENTS = ("client.create", "client.update", "client.delete",
           "invoice.create", "invoice.update", "invoice.delete")
 
@@ -24,17 +27,24 @@ class FreshbooksWebhook(models.Model):
 
     @api.model
     def _ensure(self, account, client):
-        """Register the callbacks this account lacks; costs no request once all are active."""
-        if not self._webhooks_possible(account):
-            return
+        """Register the callbacks this account lacks; costs no request once settled."""
+        if account.webhook_state in ("active", "unavailable") or \
+                not self._webhooks_possible(account):
+            return  # "Sync now" turns "unavailable" back into "none" to try again
         hooks = self.sudo().search([("account_id", "=", account.id)])
-        if account.webhook_state == "active" and set(hooks.mapped("event")) >= set(EVENTS):
+        waiting = hooks.filtered(lambda h: not h.verified)
+        if waiting:
+            if min(waiting.mapped("create_date")) > fields.Datetime.now() - VERIFY_GRACE:
+                return  # FreshBooks is still confirming
+            self._remove_all(account)
+            account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
+                "FreshBooks could not reach Odoo at %s to confirm instant updates. The "
+                "scheduled sync keeps contacts and invoices up to date; Sync now tries again.",
+                account._webhook_uri())})
             return
         uri = account._webhook_uri()
         try:
-            for hook in hooks.filtered(lambda h: not h.verified):
-                client.resend_callback_verification(account.fb_account_id, hook.callback_ref)
-            for event in set(EVENTS) - set(hooks.mapped("event")):
+            for event in sorted(set(EVENTS) - set(hooks.mapped("event"))):
                 callback = client.create_callback(account.fb_account_id, event, uri)
                 self.sudo().create({"account_id": account.id, "event": event,
                                     "callback_ref": str(callback["callbackid"])})

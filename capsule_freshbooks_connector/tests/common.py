@@ -49,6 +49,15 @@ def connect_account(env, sandbox, company=None, account_id=None):
     return account
 
 
+def mark_webhooks_registered(env, account):
+    """Webhooks have their own HTTP tests; elsewhere they count as registered already (and the
+    sandbox does not call the test server while the test thread uses the database)."""
+    env["freshbooks.webhook"].create([
+        {"account_id": account.id, "event": event, "callback_ref": str(n),
+         "verifier": "test-verifier", "verified": True} for n, event in enumerate(EVENTS)])
+    account.webhook_state = "active"
+
+
 class FreshbooksCase(TransactionCase):
     """TransactionCase with a fresh sandbox per test and a connected account.
 
@@ -74,11 +83,7 @@ class FreshbooksCase(TransactionCase):
         self.addCleanup(self.sandbox.stop)
         self.account = connect_account(self.env, self.sandbox)
         self.fb_account = self.account.fb_account_id
-        # Webhooks have their own HTTP tests; here they count as registered already.
-        self.env["freshbooks.webhook"].create([
-            {"account_id": self.account.id, "event": event, "callback_ref": str(n),
-             "verifier": "test-verifier", "verified": True} for n, event in enumerate(EVENTS)])
-        self.account.webhook_state = "active"
+        mark_webhooks_registered(self.env, self.account)
 
     def sync(self, full=None):
         return self.Sync._sync_account(self.account, full=full)

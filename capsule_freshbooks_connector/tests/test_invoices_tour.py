@@ -1,6 +1,6 @@
 from odoo.tests import HttpCase, tagged
 
-from .common import connect_account, load_sandbox_module
+from .common import connect_account, load_sandbox_module, mark_webhooks_registered
 
 
 @tagged("post_install", "-at_install")
@@ -10,6 +10,7 @@ class TestInvoicesTour(HttpCase):
         sandbox = load_sandbox_module().Sandbox().start()
         self.addCleanup(sandbox.stop)
         account = connect_account(self.env, sandbox)
+        mark_webhooks_registered(self.env, account)
         client = sandbox.add_client(organization="Tour Client")
         sandbox.add_invoice(client["id"], invoice_number="TOUR-1", create_date="2026-01-10",
                             outstanding={"amount": "0.00", "code": "USD"}, v3_status="paid")

@@ -196,3 +196,27 @@ class TestContactSync(FreshbooksCase):
         # Resolved clients are plain linked clients afterwards: nothing new on the next run.
         log = self.sync(full=True)
         self.assertEqual((log.created, log.held), (0, 0))
+
+
+@tagged("post_install", "-at_install")
+class TestWebhookRegistration(FreshbooksCase):
+
+    def test_unconfirmed_webhooks_are_given_up_then_retried_on_sync_now(self):
+        Webhook = self.env["freshbooks.webhook"]
+        Webhook.search([]).write({"verified": False})
+        self.account.webhook_state = "pending"
+        self.env.flush_all()
+        self.env.cr.execute("UPDATE freshbooks_webhook SET create_date = "
+                            "now() at time zone 'UTC' - interval '1 hour'")
+        self.env.invalidate_all()
+        self.sync()
+        self.assertEqual(self.account.webhook_state, "unavailable")
+        self.assertIn("could not reach Odoo", self.account.webhook_message)
+        self.assertFalse(Webhook.search([]))
+        requests = self.sandbox.request_count()
+        self.sync()
+        self.assertEqual(self.sandbox.request_count() - requests, 2, "no webhook retries")
+        self.account.action_sync_now()
+        self.assertEqual(self.account.webhook_state, "none")
+        self.sync()
+        self.assertEqual(len(Webhook.search([])), 6, "registered again")
