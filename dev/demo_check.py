@@ -94,8 +94,12 @@ def main():
     start = time.perf_counter()
     odoo.call("res.partner", "write", [partner_id], {"phone": phone})
     save_s = time.perf_counter() - start
-    delay, _c = wait_for(lambda: sandbox.get(f"{args.sandbox}/_sandbox/clients/{client_id}",
-                                             timeout=30).json().get("client", {}).get("bus_phone") == phone, 30, 0.05)
+
+    def phone_in_freshbooks():
+        answer = sandbox.get(f"{args.sandbox}/_sandbox/clients/{client_id}", timeout=30).json()
+        return answer.get("client", {}).get("bus_phone") == phone
+
+    delay, _c = wait_for(phone_in_freshbooks, 30, 0.05)
     print(f"save_with_push_s={save_s:.3f}")
     print(f"edit_to_freshbooks_s={save_s + delay:.2f}")
 
