@@ -200,6 +200,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--clients", type=int, default=10000)
     parser.add_argument("--invoices", type=int, default=5)
+    parser.add_argument("--existing", type=int, help="Odoo contacts before the sync (default N/2)")
     parser.add_argument("--edits", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--db", default="freshbooks_bench")
@@ -214,8 +215,9 @@ def main():
         log(f"sandbox ready: {len(clients)} clients")
         create_database(args.db, args.addons_path)
         env, cr = odoo_env(args.db, args.addons_path)
-        matching = seed_existing_contacts(env, clients, n // 2, args.seed)
-        log(f"{n // 2} existing contacts, {matching} named like a client")
+        existing = n // 2 if args.existing is None else args.existing
+        matching = seed_existing_contacts(env, clients, existing, args.seed)
+        log(f"{existing} existing contacts, {matching} named like a client")
         close(cr, args.db)
         import_db = args.db + "_import"
         subprocess.run(["dropdb", "--if-exists", import_db], check=True)  # noqa: S603,S607
@@ -229,8 +231,12 @@ def main():
         push = push_edits(env, account, url, args.edits)
         linked = env["res.partner"].search_count([("freshbooks_account_id", "=", account.id)])
         active = sum(1 for c in clients if str(c.get("vis_state", 0)) == "0")
-        log(f"initial sync log: {initial[3]._summary()}; {linked} linked for {active} "
-            "active clients")
+        env.cr.execute("SELECT count(*) FROM (SELECT freshbooks_client_id FROM res_partner WHERE "
+                       "freshbooks_client_id IS NOT NULL GROUP BY freshbooks_account_id, "
+                       "freshbooks_client_id HAVING count(*) > 1) AS twice")
+        duplicates = env.cr.fetchone()[0]
+        log(f"initial sync: {initial[3]._summary()}")
+        log(f"second sync: {noop[3]._summary()}")
         cr.close()
 
         env, cr = odoo_env(import_db, args.addons_path)
@@ -241,6 +247,9 @@ def main():
         sandbox.terminate()
 
     print(f"clients={n}")
+    print(f"active_clients={active}")
+    print(f"linked_contacts={linked}")
+    print(f"clients_linked_twice={duplicates}")
     print(f"initial_sync_s={initial[0]:.2f}")
     print(f"initial_sync_requests={initial[1]}")
     print(f"initial_sync_queries={initial[2]}")

@@ -266,6 +266,15 @@ def test_iter_clients_filters(api, fb):
         ("page", "1"), ("per_page", "100")]
 
 
+def test_newest_first_asks_freshbooks_to_sort_by_update(api, fb):
+    api.get(CLIENTS, json=page_of("clients", [], 1, 1))
+    list(fb.iter_clients(ACCOUNT, updated_since="2024-12-31", newest_first=True))
+    assert query(api.calls[0])[0] == ("sort", "updated_desc")
+    api.get(INVOICES, json=page_of("invoices", [], 1, 1))
+    list(fb.iter_invoices(ACCOUNT, newest_first=True))
+    assert query(api.calls[1])[0] == ("sort", "updated_desc")
+
+
 def test_iter_clients_takes_a_day_string(api, fb):
     api.get(CLIENTS, json=page_of("clients", [], 1, 1))
     list(fb.iter_clients(ACCOUNT, updated_since="2024-12-31"))

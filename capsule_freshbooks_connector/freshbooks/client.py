@@ -304,9 +304,10 @@ class FreshBooksClient:
     def _clients_url(self, account_id):
         return f"{self.api_url}/accounting/account/{account_id}/users/clients"
 
-    def iter_clients(self, account_id, updated_since=None, vis_state=None, client_ids=None):
+    def iter_clients(self, account_id, updated_since=None, vis_state=None, client_ids=None,
+                     newest_first=False):
         """Every client, page by page: nothing is requested until the first item is wanted."""
-        params = []
+        params = [("sort", "updated_desc")] if newest_first else []
         if updated_since is not None:
             params.append(("search[updated_min]", _day(updated_since)))
         if vis_state is not None:
@@ -333,9 +334,9 @@ class FreshBooksClient:
     def _invoices_url(self, account_id):
         return f"{self.api_url}/accounting/account/{account_id}/invoices/invoices"
 
-    def iter_invoices(self, account_id, updated_since=None, client_id=None):
+    def iter_invoices(self, account_id, updated_since=None, client_id=None, newest_first=False):
         """Every invoice (of one client if given), page by page, lazily."""
-        params = []
+        params = [("sort", "updated_desc")] if newest_first else []
         if updated_since is not None:
             params.append(("search[updated_min]", _day(updated_since)))
         if client_id is not None:

@@ -20,6 +20,9 @@ PUSHED_FIELDS = frozenset({
 
 # Control characters (C0 and C1, DEL) have no place in a contact; tab and newlines become spaces.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Invisible characters that only hide or reorder text: zero-width space, word joiner, byte order
+# mark, and the bidi embeddings, overrides and isolates (a name that displays as something else).
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
 # FreshBooks caps most text fields at a few hundred characters; Odoo has no cap, we keep a sane one.
 MAX_FIELD = 256
 MAX_NOTE = 20000
@@ -40,9 +43,12 @@ def clean_text(value, limit=MAX_FIELD):
     """A FreshBooks scalar as one clean line of text; None for empties and non-scalars."""
     if value is None or isinstance(value, (bool, list, dict)):
         return None
-    text = _CONTROL.sub(" ", str(value))
+    text = _INVISIBLE.sub("", _CONTROL.sub(" ", str(value)))
     text = " ".join(text.split())
-    return text[:limit] or None
+    # Nothing visible left (only joiners, marks of direction...): no text at all.
+    if not any(unicodedata.category(char) not in ("Cf", "Mn", "Me") for char in text):
+        return None
+    return text[:limit]
 
 
 def _clean_note(value):

@@ -19,8 +19,13 @@ _logger = logging.getLogger(__name__)
 EASTERN = ZoneInfo("America/New_York")
 # A full pass now and then catches what incremental runs cannot see (deletions in FreshBooks).
 FULL_SYNC_EVERY = timedelta(days=1)
+# Odoo's and FreshBooks' clocks may differ a little: look back this much further.
+CLOCK_MARGIN = timedelta(minutes=5)
 PAGE_SIZE = 100
 QUEUE_BATCH = 200
+# Seconds between two pushes of a bulk edit (20 a second); FreshBooks publishes no limit, and
+# answers 429 with Retry-After, which the client honours on top of this.
+PUSH_INTERVAL = 0.05
 VIS_STATES = {0: "active", 1: "deleted", 2: "archived"}
 # Advisory lock namespace: "FB" in ASCII.
 LOCK_NAMESPACE = 0x4642
@@ -66,11 +71,37 @@ class FreshbooksSync(models.AbstractModel):
 
     @api.model
     def _since(self, moment):
-        """The `updated_min` day for changes since `moment`, one day early: FreshBooks filters by
-        day only, and re-reading a client is harmless."""
-        eastern = fields.Datetime.to_datetime(moment).replace(tzinfo=ZoneInfo("UTC")).astimezone(
+        """The `updated_min` day for changes since `moment`. FreshBooks filters by (US/Eastern)
+        day only: the rest of that day is read again, which is harmless."""
+        return self._eastern(moment - CLOCK_MARGIN).date()
+
+    @api.model
+    def _eastern(self, moment):
+        return fields.Datetime.to_datetime(moment).replace(tzinfo=ZoneInfo("UTC")).astimezone(
             EASTERN)
-        return eastern.date() - timedelta(days=1)
+
+    @api.model
+    def _unseen(self, items, moment):
+        """Items asked newest first, up to the first full page the previous run already saw.
+
+        Sorting is undocumented at FreshBooks: a page is trusted only if it really comes newest
+        first; otherwise everything is read, as without sorting. A partial page is the last
+        one anyway and is read whole.
+        """
+        cutoff = self._eastern(moment - CLOCK_MARGIN).strftime("%Y-%m-%d %H:%M:%S")
+        page = []
+        for item in items:
+            page.append(item)
+            if len(page) < PAGE_SIZE:
+                continue
+            stamps = [str(i.get("updated") or "") if isinstance(i, dict) else "" for i in page]
+            newest_first = all(stamps) and all(a >= b for a, b in zip(stamps, stamps[1:]))
+            if newest_first and stamps[-1] < cutoff:
+                yield from (i for i, stamp in zip(page, stamps) if stamp >= cutoff)
+                return
+            yield from page
+            page = []
+        yield from page
 
     # --- scheduled actions ---------------------------------------------------------------------
 
@@ -110,12 +141,16 @@ class FreshbooksSync(models.AbstractModel):
             try:
                 client = account._get_client()
                 since = None if full else self._since(account.last_success_start)
-                seen = self._import_clients(
-                    account, client.iter_clients(account.fb_account_id, updated_since=since), log)
+                clients = client.iter_clients(account.fb_account_id, updated_since=since,
+                                              newest_first=not full)
+                if not full:
+                    clients = self._unseen(clients, account.last_success_start)
+                seen = self._import_clients(account, clients, log)
                 if full:
                     self._mark_missing_deleted(account, seen, log)
                 self._process_queue(account, client, log)
-                self._sync_invoices(account, client, since, log)
+                self._sync_invoices(account, client, None if full else account.last_success_start,
+                                    log)
                 self._push_partners(self._pending_partners(account), client=client, log=log)
                 self.env["freshbooks.webhook"]._ensure(account, client)
                 values = {"last_success_start": now}
@@ -397,18 +432,25 @@ class FreshbooksSync(models.AbstractModel):
     # --- invoices ------------------------------------------------------------------------------
 
     @api.model
-    def _sync_invoices(self, account, client, since, log):
-        """Account-wide, page by page; a full pass also drops invoices FreshBooks no longer has."""
+    def _sync_invoices(self, account, client, last_run, log):
+        """Account-wide, page by page: everything on a full run (which also drops invoices
+        FreshBooks no longer has), else what changed since `last_run`."""
         Invoice = self.env["freshbooks.invoice"].sudo().with_context(freshbooks_currencies={})
+        if last_run:
+            invoices = self._unseen(client.iter_invoices(
+                account.fb_account_id, updated_since=self._since(last_run), newest_first=True),
+                last_run)
+        else:
+            invoices = client.iter_invoices(account.fb_account_id)
         seen, page = set(), []
-        for raw in client.iter_invoices(account.fb_account_id, updated_since=since):
+        for raw in invoices:
             page.append(raw)
             if len(page) >= PAGE_SIZE:
                 seen |= self._store_invoice_page(Invoice, account, page, log)
                 page = []
         if page:
             seen |= self._store_invoice_page(Invoice, account, page, log)
-        if since is None:
+        if not last_run:
             stale = Invoice.search([("account_id", "=", account.id),
                                     ("invoice_ref", "not in", list(seen))])
             log._count("invoices_removed", len(stale))
@@ -457,16 +499,28 @@ class FreshbooksSync(models.AbstractModel):
                 left |= todo
                 continue
             api_client = client or account._get_client(**client_options)
-            for index, partner in enumerate(todo):
-                if not self._push_one(account, api_client, partner, log):
-                    left |= partner
-                if index % 50 == 49:
-                    self._commit()
-                if account.state != "connected":
-                    left |= todo[index + 1:]
-                    break
+            interval = api_client.min_interval
+            if len(todo) > 1:
+                # Bulk edits go out paced, under FreshBooks' rate limit.
+                api_client.min_interval = max(interval, self._push_interval())
+            try:
+                for index, partner in enumerate(todo):
+                    if not self._push_one(account, api_client, partner, log):
+                        left |= partner
+                    if index % 50 == 49:
+                        self._commit()
+                    if account.state != "connected":
+                        left |= todo[index + 1:]
+                        break
+            finally:
+                api_client.min_interval = interval
         self._commit()
         return left
+
+    @api.model
+    def _push_interval(self):
+        return float(self.env["ir.config_parameter"].sudo().get_param(
+            "capsule_freshbooks_connector.push_interval", PUSH_INTERVAL))
 
     @api.model
     def _push_one(self, account, client, partner, log):

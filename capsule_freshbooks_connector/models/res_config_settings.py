@@ -65,20 +65,20 @@ class ResConfigSettings(models.TransientModel):
         return values
 
     def set_values(self):
+        account = None
+        if self.env.user.has_group(ADMIN_GROUP):
+            account = self.env["freshbooks.account"]._for_company(self.company_id)
+            values = {
+                "client_id": (self.freshbooks_client_id or "").strip() or False,
+                "client_secret": (self.freshbooks_client_secret or "").strip() or False,
+                "import_team_id": self.freshbooks_import_team_id.id,
+            }
+            if self.freshbooks_url or account.state != "draft" or values["client_id"]:
+                # Checked before anything is written: a bad URL saves nothing at all.
+                values["freshbooks_url"] = account._normalize_url(self.freshbooks_url)[0]
         super().set_values()
-        if not self.env.user.has_group(ADMIN_GROUP):
-            return
-        account = self.env["freshbooks.account"]._for_company(self.company_id)
-        values = {
-            "client_id": (self.freshbooks_client_id or "").strip() or False,
-            "client_secret": (self.freshbooks_client_secret or "").strip() or False,
-            "import_team_id": self.freshbooks_import_team_id.id,
-        }
-        if self.freshbooks_url or account.state != "draft" or values["client_id"]:
-            # Validated before anything is written: a bad URL saves nothing.
-            host, _classic = account._normalize_url(self.freshbooks_url)
-            values["freshbooks_url"] = host
-        account.write(values)
+        if account:
+            account.write(values)
 
     def action_freshbooks_connect(self):
         self.ensure_one()

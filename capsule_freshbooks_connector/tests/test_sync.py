@@ -1,3 +1,4 @@
+from datetime import datetime, timedelta
 from unittest.mock import patch
 
 from odoo.sql_db import db_connect
@@ -60,20 +61,41 @@ class TestContactSync(FreshbooksCase):
         self.assertEqual(self.Partner.search_count([]), count)
         self.assertEqual((log.created, log.linked, log.updated, log.held), (0, 0, 0, 0))
 
-    def test_incremental_run_costs_one_request_per_list(self):
-        self.sandbox.add_client(organization="Before")
+    def test_idle_run_costs_one_request_per_list(self):
+        clients = [self.sandbox.add_client(organization=f"Idle {i:03d}") for i in range(250)]
+        for client in clients[:60]:
+            self.sandbox.add_invoice(client["id"])
+            self.sandbox.add_invoice(client["id"])
         self.sync()
-        self.assertTrue(self.account.last_success_start)
+        # The next run starts well after every change FreshBooks has.
+        self.account.last_success_start = datetime.now() + timedelta(minutes=30)
         self.sandbox.reset_counters()
         log = self.sync()
         self.assertEqual(log.kind, "incremental")
-        # One page of clients and one of invoices: webhooks are not re-registered when active
-        # or impossible.
-        self.assertLessEqual(self.sandbox.request_count(), 2 + (
-            0 if self.account.webhook_state in ("active", "unavailable") else 10))
+        self.assertEqual(self.sandbox.request_count(), 2, self.sandbox.requests_by_route())
+        # Changes after the last run are still found.
+        self.account.last_success_start = datetime.now() - timedelta(minutes=10)
         later = self.sandbox.add_client(organization="After")
         self.sync()
         self.assertTrue(self.linked(later["id"]))
+
+    def test_unsorted_answers_are_read_to_the_end(self):
+        # 12:00 UTC is 08:00 in New York; with the clock margin, 07:55 and later is new.
+        moment = datetime(2026, 5, 1, 12, 0)
+        stamps = [datetime(2026, 5, 1, 9, 0) - timedelta(minutes=n) for n in range(250)]
+        items = [{"id": n, "updated": f"{stamp:%Y-%m-%d %H:%M:%S}"} for n, stamp in enumerate(stamps)]
+        consumed = []
+
+        def listing(source):
+            for item in source:
+                consumed.append(item)
+                yield item
+
+        new = list(self.Sync._unseen(listing(items), moment))
+        self.assertEqual([i["id"] for i in new], list(range(66)))
+        self.assertEqual(len(consumed), 100, "the second page is never asked for")
+        oldest_first = list(reversed(items))
+        self.assertEqual(len(list(self.Sync._unseen(iter(oldest_first), moment))), 250)
 
     def test_freshbooks_edit_does_not_overwrite_odoo(self):
         client = self.sandbox.add_client(organization="Keeper", email="old@keeper.test")

@@ -1767,12 +1767,18 @@ value="deny"><button id="fb-deny" type="submit" class="deny">Deny</button></form
         updated_max = self._day_param(query, "search[updated_max]")
         if updated_max:
             items = [o for o in items if str(o["updated"])[:10] < updated_max]
+        # FreshBooks' sort=<field>_asc|_desc (which fields it accepts is undocumented: the
+        # sandbox knows `updated` and `id`, and ignores others, as FreshBooks may).
+        field, _sep, direction = (_q(query, "sort") or "").rpartition("_")
+        if field in ("updated", "id") and direction in ("asc", "desc"):
+            items = sorted(items, key=lambda o: (str(o[field]), o["id"]) if field == "updated"
+                           else o["id"], reverse=direction == "desc")
         return items
 
     def _cached(self, kind, account, query, compute):
         """compute() (a filtered list), reused until a client or invoice changes."""
         key = (kind, account, tuple(sorted((k, tuple(v)) for k, v in query.items()
-                                           if k.startswith("search["))))
+                                           if k.startswith("search[") or k == "sort")))
         hit = self._filter_cache.get(key)
         if hit is not None and hit[0] == self._version:
             return hit[1]
