@@ -225,6 +225,7 @@ def main():
 
         env, cr = odoo_env(args.db, args.addons_path)
         account = connect(env, url)
+        rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         initial = timed_sync(env, account, url, full=True, profile=args.profile)
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         noop = timed_sync(env, account, url, full=False)
@@ -254,6 +255,7 @@ def main():
     print(f"initial_sync_requests={initial[1]}")
     print(f"initial_sync_queries={initial[2]}")
     print(f"peak_rss_mb={peak_rss_mb:.0f}")
+    print(f"rss_growth_during_sync_mb={peak_rss_mb - rss_before_mb:.0f}")
     print(f"noop_sync_s={noop[0]:.3f}")
     print(f"noop_sync_requests={noop[1]}")
     print(f"push_{push[2]}_edits_s={push[0]:.2f}")

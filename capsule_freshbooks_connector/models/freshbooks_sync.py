@@ -271,6 +271,7 @@ class FreshbooksSync(models.AbstractModel):
                                            len(matches)), record.client_id, record.name)
             else:
                 to_create.append(record)
+        self._attach_invoices(account, self._partners().browse(list(notes)))
         self._log_links(notes)
         self._create_partners(account, to_create, log)
 
@@ -301,7 +302,6 @@ class FreshbooksSync(models.AbstractModel):
         filled = {k: v for k, v in values.items()
                   if k not in ("name", "is_company") and not partner[k]}
         partner.write(dict(filled, **self._link_values(account, record.client_id)))
-        self._attach_invoices(account, partner)
         body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
         if filled:
             body += " " + self.env._("Filled from FreshBooks: %s.", ", ".join(
@@ -350,7 +350,10 @@ class FreshbooksSync(models.AbstractModel):
 
     @api.model
     def _attach_invoices(self, account, partners):
+        """Invoices that arrived before their client was linked find their contact."""
         refs = {p.freshbooks_client_id: p.id for p in partners}
+        if not refs:
+            return
         invoices = self.env["freshbooks.invoice"].sudo().search(
             [("account_id", "=", account.id), ("client_ref", "in", list(refs)),
              ("partner_id", "=", False)])
@@ -380,6 +383,7 @@ class FreshbooksSync(models.AbstractModel):
             raise UserError(self.env._("This FreshBooks client is already linked to a contact."))
         if partner:
             self._log_links({partner.id: self._link(account, partner.sudo(), record)})
+            self._attach_invoices(account, partner)
             resolution = self.env._("Linked to %s", partner.display_name)
         else:
             log = self.env["freshbooks.sync.log"].sudo().new({"account_id": account.id})
