@@ -380,15 +380,10 @@ class FreshbooksAccount(models.Model):
         connected._schedule_sync()
 
     def action_disconnect(self):
-        """Forget the tokens (revoking them where FreshBooks allows); keep every contact link."""
+        """Forget the tokens (revoked at FreshBooks after the commit); keep every contact link."""
         self._check_admin()
         for account in self.sudo():
-            if account.access_token:
-                self.env["freshbooks.webhook"]._remove_all(account)
-                try:
-                    account._get_client(allow_unconnected=True, max_retries=0).revoke()
-                except Exception as error:  # noqa: BLE001 - disconnecting must work offline too
-                    _logger.info("FreshBooks token revocation failed: %s", error)
+            self.env["freshbooks.webhook"]._remove_all(account, revoke=True)
             account.write({
                 "state": "draft", "access_token": False, "refresh_token": False,
                 "token_expiry": False, "business_choices": False, "webhook_state": "none",

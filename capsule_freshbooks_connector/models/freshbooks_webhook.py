@@ -111,17 +111,27 @@ class FreshbooksWebhook(models.Model):
         return account if any(valid) else None
 
     @api.model
-    def _remove_all(self, account):
+    def _remove_all(self, account, revoke=False):
+        """Forget the account's callbacks now and tell FreshBooks after the commit, revoking the
+        grant too when disconnecting. Unreachable, FreshBooks keeps callbacks that fail."""
         hooks = self.sudo().search([("account_id", "=", account.id)])
-        if not hooks:
-            return
-        try:
-            client = account._get_client(allow_unconnected=True, max_retries=1)
-            for hook in hooks:
-                try:
-                    client.delete_callback(account.fb_account_id, hook.callback_ref)
-                except NotFoundError:
-                    _logger.info("FreshBooks webhook %s was already gone", hook.callback_ref)
-        except FreshBooksError as error:
-            _logger.info("FreshBooks webhooks could not be removed: %s", error)
+        refs, fb_account = hooks.mapped("callback_ref"), account.fb_account_id
         hooks.unlink()
+        if not account.access_token or not (refs or revoke):
+            return
+        client = account._get_client(allow_unconnected=True, max_retries=1)
+        client.token_refresher = None  # the database forgets these tokens in this transaction
+
+        def tell_freshbooks():
+            try:
+                for ref in refs:
+                    try:
+                        client.delete_callback(fb_account, ref)
+                    except NotFoundError:
+                        _logger.info("FreshBooks webhook %s was already gone", ref)
+                if revoke:
+                    client.revoke()
+            except FreshBooksError as error:
+                _logger.info("FreshBooks was not told (webhooks, revocation): %s", error)
+
+        self.env.cr.postcommit.add(tell_freshbooks)
