@@ -43,6 +43,12 @@ class FreshbooksSync(models.AbstractModel):
         if not modules.module.current_test and not self.env.registry.in_test_mode():
             self.env.cr.commit()  # pylint: disable=invalid-commit
 
+    @api.model
+    def _rollback(self):
+        """Drop a failed transaction's half-done work; the log and each page were committed."""
+        if not modules.module.current_test and not self.env.registry.in_test_mode():
+            self.env.cr.rollback()
+
     @contextmanager
     def _account_lock(self, account):
         """One run per account at a time, across workers; a killed worker's lock dies with it."""
@@ -160,6 +166,12 @@ class FreshbooksSync(models.AbstractModel):
                 log._finish(client.request_count)
             except (FreshBooksError, UserError) as error:
                 self._fail(account, log, client, error)
+            except Exception as error:
+                # A bug or a database error: the admin must still see the run failed, and the
+                # other accounts still sync.
+                _logger.exception("FreshBooks sync of %s crashed", account.company_id.name)
+                self._rollback()
+                self._fail(account, log, client, error)
             self._commit()
             return log
 
@@ -182,6 +194,12 @@ class FreshbooksSync(models.AbstractModel):
                 self._push_partners(self._pending_partners(account), client=client, log=log)
                 log._finish(client.request_count)
             except (FreshBooksError, UserError) as error:
+                self._fail(account, log, client, error)
+            except Exception as error:
+                # A bug or a database error: the admin must still see the run failed, and the
+                # other accounts still sync.
+                _logger.exception("FreshBooks sync of %s crashed", account.company_id.name)
+                self._rollback()
                 self._fail(account, log, client, error)
             self._commit()
             return log

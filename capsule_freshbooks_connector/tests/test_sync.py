@@ -242,3 +242,21 @@ class TestWebhookRegistration(FreshbooksCase):
         self.assertEqual(self.account.webhook_state, "none")
         self.sync()
         self.assertEqual(len(Webhook.search([])), 6, "registered again")
+
+
+@tagged("post_install", "-at_install")
+class TestSyncCrash(FreshbooksCase):
+
+    def test_unexpected_error_is_logged_as_a_failed_run(self):
+        self.sandbox.add_client(organization="Before The Crash")
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("disk on fire")
+
+        with patch.object(FreshbooksSync, "_mark_missing_deleted", crash), \
+                self.assertLogs("odoo.addons.capsule_freshbooks_connector", "ERROR"):
+            log = self.sync(full=True)
+        self.assertEqual(log.state, "failed")
+        self.assertIn("disk on fire", log.message)
+        self.assertEqual(self.account.last_sync_state, "failed")
+        self.assertFalse(self.account.last_success_start, "the next run starts over")
