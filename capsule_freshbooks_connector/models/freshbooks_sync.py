@@ -135,6 +135,7 @@ class FreshbooksSync(models.AbstractModel):
                 _logger.info("FreshBooks sync of %s skipped: another run is in progress",
                              account.company_id.name)
                 return None
+            self._close_interrupted(account)
             now = fields.Datetime.now()
             if full is None:
                 full = not account.last_success_start or not account.last_full_sync or (
@@ -185,6 +186,7 @@ class FreshbooksSync(models.AbstractModel):
         with self._account_lock(account) as locked:
             if not locked:
                 return None  # the running sync does this work too
+            self._close_interrupted(account)
             log = self.env["freshbooks.sync.log"].sudo().create(
                 {"account_id": account.id, "kind": "work"})
             client = None
@@ -203,6 +205,16 @@ class FreshbooksSync(models.AbstractModel):
                 self._fail(account, log, client, error)
             self._commit()
             return log
+
+    @api.model
+    def _close_interrupted(self, account):
+        """Logs still running while we hold the lock are of runs that died (a killed worker)."""
+        self.env["freshbooks.sync.log"].sudo().search(
+            [("account_id", "=", account.id), ("state", "=", "running")]).write({
+                "state": "failed",
+                "message": self.env._("Interrupted: the run stopped before its end (its worker "
+                                      "was stopped or killed)."),
+            })
 
     @api.model
     def _fail(self, account, log, client, error):
