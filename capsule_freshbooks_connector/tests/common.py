@@ -27,6 +27,13 @@ def load_sandbox_module():
     return module
 
 
+def start_sandbox(case, **options):
+    """A sandbox on loopback for one test, stopped when the test ends."""
+    sandbox = load_sandbox_module().Sandbox(**dict({"webhook_delay": 0.05}, **options)).start()
+    case.addCleanup(sandbox.stop)
+    return sandbox
+
+
 def point_at_sandbox(env, sandbox):
     ICP = env["ir.config_parameter"].sudo()
     for key in ("api_url", "auth_url", "web_url"):
@@ -78,9 +85,7 @@ class FreshbooksCase(TransactionCase):
 
     def setUp(self):
         super().setUp()
-        self.sandbox = load_sandbox_module().Sandbox(
-            **dict({"webhook_delay": 0.05}, **self.sandbox_options)).start()
-        self.addCleanup(self.sandbox.stop)
+        self.sandbox = start_sandbox(self, **self.sandbox_options)
         self.account = connect_account(self.env, self.sandbox)
         self.fb_account = self.account.fb_account_id
         mark_webhooks_registered(self.env, self.account)

@@ -2,7 +2,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from .common import load_sandbox_module, point_at_sandbox
+from .common import point_at_sandbox, start_sandbox
 from .test_connect import consent
 
 
@@ -13,8 +13,7 @@ class TestConnectBrowser(HttpCase):
         super().setUp()
         # The sandbox answers its own consent page after a moment, as a user would: the tour
         # cannot run on another site's page.
-        self.sandbox = load_sandbox_module().Sandbox(consent_autoclick_ms=300).start()
-        self.addCleanup(self.sandbox.stop)
+        self.sandbox = start_sandbox(self, consent_autoclick_ms=300)
         point_at_sandbox(self.env, self.sandbox)
         self.account = self.env["freshbooks.account"]._for_company(self.env.company)
         self.admin = self.env.ref("base.user_admin")

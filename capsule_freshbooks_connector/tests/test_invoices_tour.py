@@ -1,14 +1,13 @@
 from odoo.tests import HttpCase, tagged
 
-from .common import connect_account, load_sandbox_module, mark_webhooks_registered
+from .common import connect_account, mark_webhooks_registered, start_sandbox
 
 
 @tagged("post_install", "-at_install")
 class TestInvoicesTour(HttpCase):
 
     def test_contact_form_shows_freshbooks_invoices(self):
-        sandbox = load_sandbox_module().Sandbox().start()
-        self.addCleanup(sandbox.stop)
+        sandbox = start_sandbox(self)
         account = connect_account(self.env, sandbox)
         mark_webhooks_registered(self.env, account)
         client = sandbox.add_client(organization="Tour Client")

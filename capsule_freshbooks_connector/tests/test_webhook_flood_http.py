@@ -8,7 +8,7 @@ from odoo.tests import HttpCase, tagged
 
 from ..freshbooks import sign_webhook
 from ..models.freshbooks_webhook import EVENTS
-from .common import connect_account, load_sandbox_module
+from .common import connect_account, start_sandbox
 
 SIGNATURE = "X-FreshBooks-Hmac-SHA256"
 SIGNED = 1000
@@ -23,9 +23,7 @@ class TestWebhookFlood(HttpCase):
 
     def setUp(self):
         super().setUp()
-        self.sandbox = load_sandbox_module().Sandbox(clients=2 * TARGETS + 20, invoices=0,
-                                                     seed=11, webhook_delay=0.05).start()
-        self.addCleanup(self.sandbox.stop)
+        self.sandbox = start_sandbox(self, clients=2 * TARGETS + 20, invoices=0, seed=11)
         self.account = connect_account(self.env, self.sandbox)
         # Registered and verified callbacks, each with its own verifier (as FreshBooks does).
         self.hooks = self.env["freshbooks.webhook"].create([

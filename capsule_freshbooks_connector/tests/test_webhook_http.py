@@ -3,7 +3,7 @@ from urllib.parse import urlencode
 from odoo.tests import HttpCase, tagged
 
 from ..freshbooks import sign_webhook
-from .common import connect_account, load_sandbox_module
+from .common import connect_account, start_sandbox
 
 SIGNATURE = "X-FreshBooks-Hmac-SHA256"
 
@@ -13,8 +13,7 @@ class TestWebhooks(HttpCase):
 
     def setUp(self):
         super().setUp()
-        self.sandbox = load_sandbox_module().Sandbox(webhook_delay=0.05).start()
-        self.addCleanup(self.sandbox.stop)
+        self.sandbox = start_sandbox(self)
         self.account = connect_account(self.env, self.sandbox)
         self.Sync = self.env["freshbooks.sync"]
 
