@@ -67,7 +67,8 @@ class FreshbooksInvoice(models.Model):
     @api.depends("account_id.fb_account_id", "invoice_ref")
     def _compute_url(self):
         for invoice in self:
-            invoice.url = invoice.account_id._web_link("invoice", invoice.invoice_ref)
+            # The connection is admin-only; its account id is not a secret.
+            invoice.url = invoice.account_id.sudo()._web_link("invoice", invoice.invoice_ref)
 
     @api.model
     def _values_from_freshbooks(self, raw, currencies):

@@ -98,6 +98,11 @@ class TestInvoices(FreshbooksCase):
         portal = new_test_user(self.env, login="portal", groups="base.group_portal")
         public = self.env.ref("base.public_user")
         self.assertEqual(invoice.with_user(internal).read(["number"])[0]["number"], invoice.number)
+        # What the contact form shows a sales user, the link included.
+        partner = self.linked(client["id"]).with_user(internal)
+        self.assertIn("/#/invoice/", partner.freshbooks_invoice_ids.url)
+        partner.read(["freshbooks_invoice_count", "freshbooks_outstanding", "freshbooks_url",
+                      "freshbooks_held", "freshbooks_can_add", "freshbooks_state"])
         for operation in (lambda i: i.write({"number": "X"}), lambda i: i.unlink(),
                           lambda i: i.create({"account_id": self.account.id, "invoice_ref": "1"})):
             with self.assertRaises(AccessError):
