@@ -1,4 +1,4 @@
-from odoo.tests import HttpCase, tagged
+from odoo.tests import HttpCase, new_test_user, tagged
 
 from .common import connect_account, mark_webhooks_registered, start_sandbox
 
@@ -19,4 +19,6 @@ class TestInvoicesTour(HttpCase):
         self.env["freshbooks.sync"]._sync_account(account)
         partner = self.env["res.partner"].search([("freshbooks_client_id", "=", str(client["id"]))])
         self.assertIn("250.00", partner.freshbooks_outstanding)
-        self.start_tour(f"/odoo/contacts/{partner.id}", "freshbooks_invoices_tour", login="admin")
+        # Anyone on the team, not only admins, sees them.
+        new_test_user(self.env, login="seller", password="seller", groups="base.group_user")
+        self.start_tour(f"/odoo/contacts/{partner.id}", "freshbooks_invoices_tour", login="seller")
