@@ -38,15 +38,20 @@ class FreshbooksSync(models.AbstractModel):
     # --- plumbing ------------------------------------------------------------------------------
 
     @api.model
+    def _owns_transaction(self):
+        """False under tests, which keep everything in one transaction they roll back."""
+        return not modules.module.current_test and not self.env.registry.in_test_mode()
+
+    @api.model
     def _commit(self):
-        """Commit between pages so a killed run keeps its work; tests stay in one transaction."""
-        if not modules.module.current_test and not self.env.registry.in_test_mode():
+        """Commit between pages so a killed run keeps its work."""
+        if self._owns_transaction():
             self.env.cr.commit()  # pylint: disable=invalid-commit
 
     @api.model
     def _rollback(self):
         """Drop a failed transaction's half-done work; the log and each page were committed."""
-        if not modules.module.current_test and not self.env.registry.in_test_mode():
+        if self._owns_transaction():
             self.env.cr.rollback()
 
     @contextmanager
@@ -297,8 +302,8 @@ class FreshbooksSync(models.AbstractModel):
             elif matches:
                 self.env["freshbooks.review"].sudo()._hold(account, record, raw, matches)
                 log._count("held")
-                log._add_line("warning", self.env._("Held for review: %s contacts have this name.",
-                                           len(matches)), record.client_id, record.name)
+                reason = self.env._("Held for review: %s contacts have this name.", len(matches))
+                log._add_line("warning", reason, record.client_id, record.name)
             else:
                 to_create.append(record)
         self._attach_invoices(account, self._partners().browse(list(notes)))
