@@ -129,7 +129,7 @@ class FreshbooksAccount(models.Model):
         text = (url or "").strip()
         if not text:
             raise ValidationError(self.env._("Enter your FreshBooks URL: my.freshbooks.com, or the "
-                                    "yourcompany.freshbooks.com address of a Classic account."))
+                                             "yourcompany.freshbooks.com address of a Classic account."))
         parts = urlsplit(text if "://" in text else "https://" + text)
         host = (parts.hostname or "").lower()
         if parts.path.strip("/") and not parts.path.startswith("/#"):
@@ -270,8 +270,8 @@ class FreshbooksAccount(models.Model):
                     "mail.mail_activity_data_todo", user_id=user.id,
                     summary=self.env._("Reconnect FreshBooks"),
                     note=self.env._("FreshBooks refused the connection of %(company)s (%(reason)s). "
-                           "Open Settings > Integrations > FreshBooks and click Connect.",
-                           company=account.company_id.name, reason=reason))
+                                    "Open Settings > Integrations > FreshBooks and click Connect.",
+                                    company=account.company_id.name, reason=reason))
 
     # --- OAuth ---------------------------------------------------------------------------------
 
@@ -283,7 +283,7 @@ class FreshbooksAccount(models.Model):
         account = self.sudo()
         if not account.client_id or not account.client_secret:
             raise UserError(self.env._("Enter the Client ID and Client secret of your FreshBooks app "
-                              "before connecting."))
+                                       "before connecting."))
         nonce = secrets.token_urlsafe(24)
         account.write({"oauth_state": nonce, "oauth_state_uid": self.env.uid,
                        "oauth_state_expiry": fields.Datetime.now() + STATE_TTL})
@@ -304,14 +304,14 @@ class FreshbooksAccount(models.Model):
         if (dbname != self.env.cr.dbname or not account or not account.oauth_state
                 or not consteq(account.oauth_state, nonce)):
             raise AccessDenied(self.env._("This sign-in was already used or is not valid. "
-                                 "Start again from Settings."))
+                                          "Start again from Settings."))
         valid = (account.oauth_state_uid.id == self.env.uid
                  and account.oauth_state_expiry and account.oauth_state_expiry > fields.Datetime.now()
                  and account.company_id in self.env.user.company_ids)
         account.write({"oauth_state": False, "oauth_state_expiry": False})
         if not valid:
             raise AccessDenied(self.env._("This sign-in was started by another user, for another company, "
-                                 "or too long ago. Start again from Settings."))
+                                          "or too long ago. Start again from Settings."))
         return account
 
     def _finish_oauth(self, code):
@@ -323,7 +323,7 @@ class FreshbooksAccount(models.Model):
         businesses = client.businesses()
         if not businesses:
             raise UserError(self.env._("This FreshBooks user has no business it can manage (only client "
-                              "access). Sign in with the owner or an admin of the business."))
+                                       "access). Sign in with the owner or an admin of the business."))
         name = " ".join(filter(None, [me.get("first_name"), me.get("last_name")]))
         self.write({
             "access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
@@ -348,8 +348,8 @@ class FreshbooksAccount(models.Model):
         other = self.search([("fb_account_id", "=", fb_account_id), ("id", "!=", self.id)])
         if other:
             raise UserError(self.env._("The FreshBooks business %(name)s is already connected to "
-                              "%(company)s. Each company connects its own business.",
-                              name=choice["name"], company=other.company_id.name))
+                                       "%(company)s. Each company connects its own business.",
+                                       name=choice["name"], company=other.company_id.name))
         if self.fb_account_id and self.fb_account_id != fb_account_id:
             # Links point at the old business's clients; they would be wrong for the new one.
             self.env["res.partner"].sudo().with_context(active_test=False).search(

@@ -43,7 +43,7 @@ class FreshbooksReview(models.Model):
             raise UserError(self.env._("Choose the contact to link to this FreshBooks client."))
         if self.partner_id.freshbooks_client_id:
             raise UserError(self.env._("%s is already linked to a FreshBooks client.",
-                              self.partner_id.display_name))
+                                       self.partner_id.display_name))
         self.env["freshbooks.sync"]._resolve_review(self, self.partner_id)
 
     def action_create(self):

@@ -340,7 +340,7 @@ class FreshbooksSync(models.AbstractModel):
         body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
         if filled:
             body += " " + self.env._("Filled from FreshBooks: %s.", ", ".join(
-                partner._fields[k].string for k in filled))
+                                     partner._fields[k].string for k in filled))
         return body
 
     @api.model

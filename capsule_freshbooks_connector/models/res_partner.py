@@ -163,7 +163,7 @@ class ResPartner(models.Model):
         for partner in self:
             if partner.parent_id:
                 raise UserError(self.env._("%s belongs to a company: add the company to FreshBooks "
-                                  "instead.", partner.display_name))
+                                           "instead.", partner.display_name))
         # The row lock makes a second click, or a second user, wait and then see the first one.
         self.env.cr.execute("SELECT id FROM res_partner WHERE id IN %s FOR UPDATE",
                             [tuple(self.ids)])
