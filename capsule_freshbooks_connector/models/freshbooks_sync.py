@@ -339,8 +339,8 @@ class FreshbooksSync(models.AbstractModel):
         partner.write(dict(filled, **self._link_values(account, record.client_id)))
         body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
         if filled:
-            body += " " + self.env._("Filled from FreshBooks: %s.", ", ".join(
-                                     partner._fields[k].string for k in filled))
+            labels = ", ".join(partner._fields[k].string for k in filled)
+            body += " " + self.env._("Filled from FreshBooks: %s.", labels)
         return body
 
     @api.model
