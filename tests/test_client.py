@@ -275,6 +275,12 @@ def test_newest_first_asks_freshbooks_to_sort_by_update(api, fb):
     assert query(api.calls[1])[0] == ("sort", "updated_desc")
 
 
+def test_iter_clients_by_email(api, fb):
+    api.get(CLIENTS, json=page_of("clients", [], 1, 1))
+    list(fb.iter_clients(ACCOUNT, email="a@b.test"))
+    assert ("search[email]", "a@b.test") in query(api.calls[0])
+
+
 def test_iter_clients_takes_a_day_string(api, fb):
     api.get(CLIENTS, json=page_of("clients", [], 1, 1))
     list(fb.iter_clients(ACCOUNT, updated_since="2024-12-31"))

@@ -305,9 +305,11 @@ class FreshBooksClient:
         return f"{self.api_url}/accounting/account/{account_id}/users/clients"
 
     def iter_clients(self, account_id, updated_since=None, vis_state=None, client_ids=None,
-                     newest_first=False):
+                     newest_first=False, email=None):
         """Every client, page by page: nothing is requested until the first item is wanted."""
         params = [("sort", "updated_desc")] if newest_first else []
+        if email:
+            params.append(("search[email]", email))
         if updated_since is not None:
             params.append(("search[updated_min]", _day(updated_since)))
         if vis_state is not None:

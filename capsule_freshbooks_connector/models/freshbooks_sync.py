@@ -577,19 +577,24 @@ class FreshbooksSync(models.AbstractModel):
             if ref:
                 client.update_client(account.fb_account_id, ref, data)
             else:
-                created = client.create_client(account.fb_account_id, data)
-                ref = str(created["id"])
+                # A client FreshBooks already has (made by hand there, or by an earlier attempt
+                # whose answer was lost) is linked, not made twice; Odoo's details win.
+                existing = self._existing_client(account, client, partner)
+                ref = existing or str(client.create_client(account.fb_account_id, data)["id"])
                 partner.with_context(freshbooks_no_push=True).write(
                     self._link_values(account, ref))
                 self._attach_invoices(account, partner)
                 # The client exists in FreshBooks now: never lose the link.
                 self._commit()
+                if existing:
+                    client.update_client(account.fb_account_id, ref, data)
         except ValidationError as error:
             self._set_push_result(partner, seq, "error", str(error))
             return True
         except NotFoundError:
             partner.with_context(freshbooks_no_push=True).write({"freshbooks_state": "deleted"})
-            self._set_push_result(partner, seq, "error", self.env._("This client was deleted in FreshBooks."))
+            self._set_push_result(partner, seq, "error",
+                                  self.env._("This client was deleted in FreshBooks."))
             return True
         except AuthError as error:
             if error.grant_invalid:
@@ -603,6 +608,19 @@ class FreshbooksSync(models.AbstractModel):
         if log:
             log._count("pushed")
         return True
+
+    @api.model
+    def _existing_client(self, account, client, partner):
+        """The one active FreshBooks client with this contact's email, if no contact has it."""
+        if not partner.email:
+            return None
+        matches = [str(c.get("id")) for c in client.iter_clients(
+            account.fb_account_id, email=partner.email) if str(c.get("vis_state", 0)) == "0"]
+        if len(matches) != 1 or self._partners().search_count([
+                ("freshbooks_account_id", "=", account.id),
+                ("freshbooks_client_id", "=", matches[0])]):
+            return None
+        return matches[0]
 
     @api.model
     def _set_push_result(self, partner, seq, state, message):

@@ -126,3 +126,15 @@ class TestPush(FreshbooksCase):
         self.Sync._cron_work()
         self.assertEqual(len(self.sandbox.client_writes), writes + len(partners))
         self.assertEqual(set(partners.mapped("freshbooks_push_state")), {"synced"})
+
+    def test_add_links_the_client_freshbooks_already_has(self):
+        # Made by hand in FreshBooks after the last sync, or by an attempt whose answer was lost.
+        existing = self.sandbox.add_client(organization="Already There", email="same@there.test")
+        partner = self.Partner.create({"name": "Already There SA", "is_company": True,
+                                       "email": "same@there.test", "phone": "+1 555 0177"})
+        partner.action_freshbooks_add()
+        self.run_postcommit()
+        self.assertEqual(partner.freshbooks_client_id, str(existing["id"]))
+        self.assertEqual([w["method"] for w in self.new_writes()], ["PUT"], "linked, not created")
+        fb = self.fb_client(existing["id"])
+        self.assertEqual((fb["organization"], fb["bus_phone"]), ("Already There SA", "+1 555 0177"))
