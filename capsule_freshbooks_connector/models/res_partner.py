@@ -4,6 +4,7 @@ from odoo.tools import format_amount
 
 from .freshbooks_mapping import PUSHED_FIELDS, name_key
 
+FRESHBOOKS_RIGHT = "capsule_freshbooks_connector.group_freshbooks_user"
 # More edits than this in one transaction go to the background job instead of the user's save.
 INLINE_PUSH_LIMIT = 10
 
@@ -87,12 +88,17 @@ class ResPartner(models.Model):
             partner.freshbooks_url = partner.freshbooks_client_id and account._web_link(
                 "client", partner.freshbooks_client_id)
 
+    @api.model
+    def _freshbooks_connected_account(self):
+        """The current company's FreshBooks connection, when it is connected (sudo)."""
+        return self.env["freshbooks.account"].sudo().search(
+            [("company_id", "=", self.env.company.id), ("state", "=", "connected")], limit=1)
+
     @api.depends_context("company")
     @api.depends("freshbooks_client_id", "parent_id", "freshbooks_push_state")
     def _compute_freshbooks_can_add(self):
-        account = self.env["freshbooks.account"].sudo().search(
-            [("company_id", "=", self.env.company.id), ("state", "=", "connected")], limit=1)
-        allowed = self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user")
+        account = self._freshbooks_connected_account()
+        allowed = self.env.user.has_group(FRESHBOOKS_RIGHT)
         for partner in self:
             partner.freshbooks_can_add = bool(
                 account and allowed and not partner.freshbooks_client_id
@@ -154,10 +160,9 @@ class ResPartner(models.Model):
 
     def action_freshbooks_add(self):
         """Create this contact as a client in FreshBooks (after commit) and link it."""
-        if not self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user"):
+        if not self.env.user.has_group(FRESHBOOKS_RIGHT):
             raise AccessError(self.env._("You are not allowed to add contacts to FreshBooks."))
-        account = self.env["freshbooks.account"].sudo().search(
-            [("company_id", "=", self.env.company.id), ("state", "=", "connected")], limit=1)
+        account = self._freshbooks_connected_account()
         if not account:
             raise UserError(self.env._("FreshBooks is not connected for %s.", self.env.company.name))
         for partner in self:
@@ -177,7 +182,7 @@ class ResPartner(models.Model):
 
     def action_freshbooks_refresh_invoices(self):
         self.ensure_one()
-        if not self.env.user.has_group("capsule_freshbooks_connector.group_freshbooks_user"):
+        if not self.env.user.has_group(FRESHBOOKS_RIGHT):
             raise AccessError(self.env._("You are not allowed to refresh FreshBooks invoices."))
         self.env["freshbooks.sync"]._refresh_partner_invoices(self.sudo())
         return True
