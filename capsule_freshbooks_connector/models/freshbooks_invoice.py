@@ -71,10 +71,12 @@ class FreshbooksInvoice(models.Model):
             invoice.url = invoice.account_id.sudo()._web_link("invoice", invoice.invoice_ref)
 
     @api.model
-    def _values_from_freshbooks(self, raw, currencies):
-        """Values for one invoice dict; `currencies` maps codes to ids (filled as we go)."""
+    def _values_from_freshbooks(self, raw):
+        """Values for one invoice dict."""
         code = raw.get("currency_code") or (raw.get("amount") or {}).get("code") or ""
         code = str(code).upper()[:3]
+        # Currency ids by code, read once per cursor rather than once per invoice.
+        currencies = self.env.cr.cache.setdefault("freshbooks.currency_ids", {})
         if code not in currencies:
             currency = self.env["res.currency"].with_context(active_test=False).search(
                 [("name", "=", code)], limit=1)
@@ -99,7 +101,6 @@ class FreshbooksInvoice(models.Model):
         Plain SQL: this is a read-only copy with no computed stored fields, and an initial sync
         stores tens of thousands of rows.
         """
-        currencies = self.env.context.get("freshbooks_currencies", {})
         client_refs = {str(r.get("customerid")) for r in raws if isinstance(r, dict)}
         partners = {p["freshbooks_client_id"]: p["id"] for p in self.env["res.partner"].sudo()
                     .with_context(active_test=False).search_read(
@@ -114,7 +115,7 @@ class FreshbooksInvoice(models.Model):
             if str(raw.get("vis_state", 0)) == "1":
                 removed.append(ref)
                 continue
-            v = self._values_from_freshbooks(raw, currencies)
+            v = self._values_from_freshbooks(raw)
             rows[ref] = (account.id, account.company_id.id, ref, v["client_ref"],
                          partners.get(v["client_ref"]), v["number"], v["issue_date"] or None,
                          v["due_date"] or None, v["currency_code"], v["currency_id"] or None,

@@ -11,7 +11,13 @@ from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 
 from ..freshbooks import AuthError, FreshBooksError, NotFoundError, ValidationError
-from .freshbooks_mapping import AddressLookup, MappingError, clean_text, parse_client
+from .freshbooks_mapping import (
+    AddressLookup,
+    ClientRecord,
+    MappingError,
+    clean_text,
+    parse_client,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -448,10 +454,10 @@ class FreshbooksSync(models.AbstractModel):
     def _refresh_client(self, account, client, ref, log):
         try:
             raw = client.get_client(account.fb_account_id, ref)
-        except NotFoundError:
-            raw = {"id": ref, "vis_state": 1, "email": "deleted@freshbooks.invalid"}
-        try:
             record = parse_client(raw)
+        except NotFoundError:
+            # Gone from FreshBooks: what is left to know is that it is deleted.
+            raw, record = {}, ClientRecord(str(ref), 1, False, "", "")
         except MappingError as error:
             log._add_line("error", str(error), ref)
             return
@@ -474,7 +480,7 @@ class FreshbooksSync(models.AbstractModel):
     def _sync_invoices(self, account, client, last_run, log):
         """Account-wide, page by page: everything on a full run (which also drops invoices
         FreshBooks no longer has), else what changed since `last_run`."""
-        Invoice = self.env["freshbooks.invoice"].sudo().with_context(freshbooks_currencies={})
+        Invoice = self.env["freshbooks.invoice"].sudo()
         if last_run:
             invoices = self._unseen(client.iter_invoices(
                 account.fb_account_id, updated_since=self._since(last_run), newest_first=True),
@@ -512,7 +518,7 @@ class FreshbooksSync(models.AbstractModel):
         if not partner.freshbooks_client_id or account.state != "connected":
             raise UserError(self.env._("This contact is not linked to a connected FreshBooks business."))
         client = account._get_client()
-        Invoice = self.env["freshbooks.invoice"].sudo().with_context(freshbooks_currencies={})
+        Invoice = self.env["freshbooks.invoice"].sudo()
         raws = list(client.iter_invoices(account.fb_account_id,
                                          client_id=partner.freshbooks_client_id))
         Invoice._store_page(account, raws)

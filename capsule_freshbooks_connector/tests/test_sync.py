@@ -129,6 +129,15 @@ class TestContactSync(FreshbooksCase):
         self.assertFalse(self.linked(client["id"]))
         self.assertFalse(self.Partner.search([("name", "=", "Gone Corp")]))
 
+    def test_client_unknown_to_freshbooks_is_marked_deleted(self):
+        partner = self.Partner.create({"name": "Vanished", "is_company": True})
+        partner.with_context(freshbooks_no_push=True).write(
+            self.Sync._link_values(self.account, "999999"))
+        self.env["freshbooks.queue"]._enqueue(self.account, "client", "999999", "webhook")
+        self.Sync._cron_work()
+        self.assertEqual(partner.freshbooks_state, "deleted")
+        self.assertFalse(self.env["freshbooks.queue"].search([]))
+
     def test_archived_client_is_not_imported(self):
         client = self.sandbox.add_client(organization="Dusty")
         self.sandbox.archive_client(client["id"])
