@@ -45,7 +45,6 @@ class FreshbooksAccount(models.Model):
 
     company_id = fields.Many2one("res.company", required=True, ondelete="cascade", index=True)
     freshbooks_url = fields.Char("FreshBooks URL", default="my.freshbooks.com")
-    is_classic = fields.Boolean(compute="_compute_is_classic")
     client_id = fields.Char("Client ID", groups=ADMIN_GROUP)
     client_secret = fields.Char("Client secret", groups=ADMIN_GROUP)
     # Tokens live in freshbooks.token: a refresh commits them from a cursor of its own, which
@@ -145,12 +144,6 @@ class FreshbooksAccount(models.Model):
         raise ValidationError(self.env._(
             "%(url)s is not a FreshBooks address. Use my.freshbooks.com, or the "
             "yourcompany.freshbooks.com address of a Classic account.", url=text))
-
-    @api.depends("freshbooks_url")
-    def _compute_is_classic(self):
-        for account in self:
-            host = (account.freshbooks_url or "").lower()
-            account.is_classic = host.endswith(".freshbooks.com") and host != "my.freshbooks.com"
 
     @api.model
     def _for_company(self, company=None):

@@ -1,5 +1,5 @@
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 
 ADMIN_GROUP = "base.group_system"
 
@@ -46,10 +46,13 @@ class ResConfigSettings(models.TransientModel):
 
     @api.depends("freshbooks_url")
     def _compute_freshbooks_is_classic(self):
+        # The same rules as saving: the Classic notice shows for an accepted Classic address.
+        Account = self.env["freshbooks.account"]
         for settings in self:
-            host = (settings.freshbooks_url or "").lower()
-            settings.freshbooks_is_classic = ".freshbooks.com" in host and \
-                "my.freshbooks.com" not in host
+            try:
+                settings.freshbooks_is_classic = Account._normalize_url(settings.freshbooks_url)[1]
+            except ValidationError:
+                settings.freshbooks_is_classic = False
 
     @api.model
     def default_get(self, fields_list):

@@ -41,6 +41,10 @@ class TestSettings(FreshbooksCase):
             "freshbooks_url": "acme.freshbooks.com", "freshbooks_client_id": "id-1",
             "freshbooks_client_secret": "secret-1"})
         self.assertTrue(settings.freshbooks_is_classic)
+        for other in ("my.freshbooks.com", "acme.freshbooks.com.evil.io", ""):
+            settings.freshbooks_url = other
+            self.assertFalse(settings.freshbooks_is_classic, other)
+        settings.freshbooks_url = "acme.freshbooks.com"
         settings.execute()
         self.assertEqual((account.freshbooks_url, account.client_id), ("acme.freshbooks.com", "id-1"))
         bad = self.env["res.config.settings"].create({
