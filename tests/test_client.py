@@ -25,6 +25,7 @@ from freshbooks import (
     TokenSet,
     ValidationError,
 )
+from freshbooks.client import TOKEN_TIMEOUT
 
 ACCOUNT = "ABC123"
 CLIENTS = f"{API}/accounting/account/{ACCOUNT}/users/clients"
@@ -254,6 +255,25 @@ def test_iter_clients_stops_at_an_empty_page(api, fb):
     api.get(CLIENTS, json=page_of("clients", [], 2, 5))
     assert [c["id"] for c in fb.iter_clients(ACCOUNT)] == [1]
     assert len(api.calls) == 2
+
+
+def test_iter_clients_stops_at_the_page_count(api, fb):
+    api.get(CLIENTS, json=page_of("clients", [{"id": n} for n in range(100)], 1, 1))
+    assert len(list(fb.iter_clients(ACCOUNT))) == 100
+    assert len(api.calls) == 1
+    assert fb.truncated == []
+
+
+def test_endless_full_pages_stop_at_the_cap(api, make_client, caplog):
+    # Full pages and no page count: without a cap this loops for as long as FreshBooks answers.
+    fb = make_client(max_pages=3)
+    full = {"response": {"result": {"clients": [{"id": n} for n in range(100)]}}}
+    api.get(CLIENTS, json=full)
+    with caplog.at_level(logging.WARNING):
+        assert len(list(fb.iter_clients(ACCOUNT))) == 300
+    assert len(api.calls) == 3
+    assert fb.truncated == ["clients"]
+    assert "stopped after 3 pages" in caplog.text
 
 
 def test_iter_clients_filters(api, fb):
@@ -636,11 +656,19 @@ def test_connection_error_then_success(api, fb, fixture):
 
 def test_every_request_has_the_timeout(api, make_client, fixture):
     fb = make_client(timeout=(3, 9))
-    api.post(TOKEN_URL, json=NEW_PAIR)
     api.get(ME_URL, json=fixture("auth_me_response.json"))
-    fb.refresh()
+    fb.me()
     fb.me()
     assert [call.request.req_kwargs["timeout"] for call in api.calls] == [(3, 9), (3, 9)]
+
+
+def test_a_token_refresh_is_never_cut_short_by_a_short_timeout(api, make_client, fixture):
+    # The refresh token works once: an answer lost to the caller's timeout loses the connection.
+    fb = make_client(timeout=(3, 5), tokens=TokenSet(ACCESS_TOKEN, REFRESH_TOKEN, NOW - 10))
+    api.post(TOKEN_URL, json=NEW_PAIR)
+    api.get(ME_URL, json=fixture("auth_me_response.json"))
+    fb.me()
+    assert [call.request.req_kwargs["timeout"] for call in api.calls] == [TOKEN_TIMEOUT, (3, 5)]
 
 
 def test_min_interval_spaces_requests(api, make_client, fixture, sleeps):

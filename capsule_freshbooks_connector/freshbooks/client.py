@@ -31,6 +31,11 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_SCOPES = ("user:profile:read", "user:clients:read", "user:clients:write", "user:invoices:read")
 PER_PAGE = 100  # FreshBooks silently caps per_page at 100
+# A listing that keeps sending full pages without a page count stops here (a million items).
+MAX_PAGES = 10000
+# Token requests get a timeout of their own: a refresh answer that arrives after a caller's short
+# timeout would lose the new single-use refresh token, and with it the connection.
+TOKEN_TIMEOUT = (10, 60)
 REFRESH_MARGIN = 60  # seconds: a token this close to expiry is renewed before the call
 DEFAULT_EXPIRES_IN = 43200  # FreshBooks documents 12 h access tokens; used if an answer omits it
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -197,7 +202,8 @@ class FreshBooksClient:
     def __init__(self, client_id, client_secret, redirect_uri,
                  api_url="https://api.freshbooks.com", auth_url="https://auth.freshbooks.com",
                  tokens=None, token_refresher=None, token_updater=None, timeout=(5, 30),
-                 max_retries=4, backoff=0.5, max_retry_wait=60, min_interval=0.0, sleep=time.sleep):
+                 max_retries=4, backoff=0.5, max_retry_wait=60, min_interval=0.0, sleep=time.sleep,
+                 max_pages=MAX_PAGES):
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
@@ -212,6 +218,9 @@ class FreshBooksClient:
         self.max_retry_wait = max_retry_wait
         self.min_interval = min_interval
         self.sleep = sleep
+        self.max_pages = max_pages
+        # Listings cut short by max_pages: a caller must not take them as complete.
+        self.truncated = []
         self.session = requests.Session()  # one connection pool for all calls
         self.request_count = 0
         self._last_request_at = None
@@ -251,7 +260,8 @@ class FreshBooksClient:
     def _token_request(self, grant, previous_refresh_token=""):
         body = {**grant, "client_id": self.client_id, "client_secret": self.client_secret,
                 "redirect_uri": self.redirect_uri}
-        data = self._request("POST", self.api_url + "/auth/oauth/token", json=body, auth=False)
+        data = self._request("POST", self.api_url + "/auth/oauth/token", json=body, auth=False,
+                             timeout=TOKEN_TIMEOUT)
         access_token = data.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise MalformedResponseError("The token answer holds no access token.",
@@ -392,9 +402,13 @@ class FreshBooksClient:
             # Without a page count, a short page is the last one.
             if not items or (page >= pages if pages is not None else len(items) < PER_PAGE):
                 return
+            if page >= self.max_pages:
+                _logger.warning("FreshBooks listing of %s stopped after %s pages", key, page)
+                self.truncated.append(key)
+                return
             page += 1
 
-    def _request(self, method, url, *, params=None, json=None, auth=True):
+    def _request(self, method, url, *, params=None, json=None, auth=True, timeout=None):
         """Send one API call and return its JSON body, or raise a typed FreshBooksError.
 
         Bearer token, throttle, timeout, retries with backoff, and one token renewal on 401.
@@ -418,7 +432,7 @@ class FreshBooksClient:
             self.request_count += 1
             try:
                 response = self.session.request(method, url, params=params, json=json,
-                                                headers=headers, timeout=self.timeout)
+                                                headers=headers, timeout=timeout or self.timeout)
             except requests.RequestException as error:
                 # A POST that may have reached FreshBooks is not resent: it could create twice.
                 may_retry = isinstance(error, (requests.ConnectionError, requests.Timeout)) and (
