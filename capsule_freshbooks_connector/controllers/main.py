@@ -21,9 +21,11 @@ WEBHOOK_CRON = "capsule_freshbooks_connector.ir_cron_freshbooks_work"
 class FreshbooksController(http.Controller):
 
     def _page(self, title, message, ok=False, businesses=None, account=None):
+        choices = [dict(b, warning=account._switch_warning(b["account_id"]))
+                   for b in businesses or []]
         return request.render("capsule_freshbooks_connector.oauth_result_page", {
             "title": title, "message": message, "ok": ok, "settings_url": SETTINGS_URL,
-            "businesses": businesses or [], "account": account})
+            "businesses": choices, "account": account})
 
     @http.route(CALLBACK_PATH, type="http", auth="user", methods=["GET"])
     def oauth_callback(self, state=None, code=None, error=None, error_description=None, **kw):
@@ -52,12 +54,12 @@ class FreshbooksController(http.Controller):
                 "unchanged. Try Connect again.", exc))
         if account.state == "choose":
             return self._page(request.env._("Choose your FreshBooks business"), request.env._(
-                "Your FreshBooks user can manage several businesses. Choose the one for %s.",
-                account.company_id.name), businesses=account.business_choices, account=account)
+                "Choose the FreshBooks business of %s.", account.company_id.name),
+                businesses=account.business_choices, account=account)
         return request.redirect(SETTINGS_URL)
 
     @http.route("/freshbooks/oauth/business", type="http", auth="user", methods=["POST"])
-    def oauth_business(self, account_id=None, fb_account_id=None, **kw):
+    def oauth_business(self, account_id=None, fb_account_id=None, confirm=None, **kw):
         if not request.env.user.has_group("base.group_system"):
             raise Forbidden()
         account = request.env["freshbooks.account"].sudo().browse(int(account_id or 0)).exists()
@@ -65,7 +67,7 @@ class FreshbooksController(http.Controller):
                 account.company_id not in request.env.user.company_ids:
             raise NotFound()
         try:
-            account._set_business(fb_account_id)
+            account._set_business(fb_account_id, confirmed=bool(confirm))
         except UserError as exc:
             return self._page(request.env._("FreshBooks was not connected"), str(exc.args[0]),
                               businesses=account.business_choices, account=account)

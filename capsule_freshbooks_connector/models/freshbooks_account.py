@@ -4,11 +4,13 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
+import psycopg2
+
 from odoo import api, fields, models
 from odoo.exceptions import AccessDenied, UserError, ValidationError
 from odoo.tools import consteq
 
-from ..freshbooks import AuthError, FreshBooksClient, TokenSet
+from ..freshbooks import AuthError, FreshBooksClient, FreshBooksError, TokenSet
 
 _logger = logging.getLogger(__name__)
 
@@ -49,11 +51,12 @@ class FreshbooksAccount(models.Model):
     client_secret = fields.Char("Client secret", groups=ADMIN_GROUP)
     # Tokens live in freshbooks.token: a refresh commits them from a cursor of its own, which
     # must never wait on a lock this record's own transaction holds.
-    access_token = fields.Char(compute="_compute_tokens", inverse="_inverse_tokens",
+    # One inverse each: writing one of them must not blank the others.
+    access_token = fields.Char(compute="_compute_tokens", inverse="_inverse_access_token",
                                groups=ADMIN_GROUP)
-    refresh_token = fields.Char(compute="_compute_tokens", inverse="_inverse_tokens",
+    refresh_token = fields.Char(compute="_compute_tokens", inverse="_inverse_refresh_token",
                                 groups=ADMIN_GROUP)
-    token_expiry = fields.Datetime(compute="_compute_tokens", inverse="_inverse_tokens",
+    token_expiry = fields.Datetime(compute="_compute_tokens", inverse="_inverse_token_expiry",
                                    groups=ADMIN_GROUP)
     oauth_state = fields.Char(groups=ADMIN_GROUP, copy=False)
     oauth_state_uid = fields.Many2one("res.users", groups=ADMIN_GROUP, copy=False)
@@ -75,15 +78,17 @@ class FreshbooksAccount(models.Model):
     import_team_id = fields.Many2one(
         "crm.team", "Sales team for imports",
         help="Team given to contacts imported from FreshBooks. Empty: Unassigned.")
-    last_sync_start = fields.Datetime(copy=False)
-    last_sync_end = fields.Datetime(copy=False)
+    # Read from the sync log, which only the run writes: a run never writes this shared row.
+    last_sync_start = fields.Datetime(compute="_compute_sync_status")
+    last_sync_end = fields.Datetime(compute="_compute_sync_status")
     last_sync_state = fields.Selection(
         [("running", "Running"), ("done", "Done"), ("partial", "Done with errors"),
-         ("failed", "Failed")], copy=False)
-    last_sync_message = fields.Char(copy=False)
+         ("failed", "Failed")], compute="_compute_sync_status")
+    last_sync_message = fields.Char(compute="_compute_sync_status")
     last_success_start = fields.Datetime(
-        copy=False, help="Start of the last complete sync: the next one asks for changes since then.")
-    last_full_sync = fields.Datetime(copy=False)
+        compute="_compute_sync_status",
+        help="Start of the last complete sync: the next one asks for changes since then.")
+    last_full_sync = fields.Datetime(compute="_compute_sync_status")
     webhook_state = fields.Selection(
         [("none", "Not registered"), ("pending", "Waiting for FreshBooks' verification"),
          ("active", "Active"), ("unavailable", "Unavailable")], default="none", copy=False)
@@ -97,6 +102,22 @@ class FreshbooksAccount(models.Model):
     ]
 
     # --- configuration -------------------------------------------------------------------------
+
+    def _compute_sync_status(self):
+        Log = self.env["freshbooks.sync.log"].sudo()
+        for account in self:
+            # Runs of a business this connection no longer uses do not count.
+            domain = [("account_id", "=", account.id), ("fb_account_id", "=", account.fb_account_id),
+                      ("kind", "!=", "review")]
+            last = Log.search(domain, limit=1)
+            done = domain + [("state", "in", ("done", "partial"))]
+            account.last_sync_start = last.start
+            account.last_sync_end = last.end
+            account.last_sync_state = last.state
+            account.last_sync_message = last and (last.message or last._summary())
+            account.last_success_start = Log.search(
+                done + [("kind", "in", ("full", "incremental"))], limit=1).start
+            account.last_full_sync = Log.search(done + [("kind", "=", "full")], limit=1).start
 
     @api.model
     def _param(self, key):
@@ -163,8 +184,13 @@ class FreshbooksAccount(models.Model):
 
     # --- the API client and its tokens -----------------------------------------------------------
 
-    def _get_client(self, **options):
-        """A FreshBooks client for this connection, refreshing tokens under a database lock."""
+    def _get_client(self, inline=False, **options):
+        """A FreshBooks client for this connection, refreshing tokens under a database lock.
+
+        `inline`: for calls made while a user waits, with short timeouts. Such a call never
+        refreshes the single-use refresh token (an answer lost to the short timeout would lose
+        the connection): it fails and leaves the work to the background job.
+        """
         self.ensure_one()
         account = self.sudo()
         allow_unconnected = options.pop("allow_unconnected", False)
@@ -178,7 +204,12 @@ class FreshbooksAccount(models.Model):
         return FreshBooksClient(
             account.client_id or "", account.client_secret or "", self._redirect_uri(),
             api_url=self._param("api_url"), auth_url=self._param("auth_url"), tokens=tokens,
-            token_refresher=self._refresh_tokens_locked, **options)
+            token_refresher=self._defer_refresh if inline else self._refresh_tokens_locked,
+            **options)
+
+    def _defer_refresh(self, client):
+        raise FreshBooksError(self.env._("The FreshBooks token needs a refresh, which the "
+                                         "background job does."))
 
     def _token_record(self):
         self.ensure_one()
@@ -195,11 +226,17 @@ class FreshbooksAccount(models.Model):
             account.refresh_token = token.refresh_token if token else False
             account.token_expiry = token.expiry if token else False
 
-    def _inverse_tokens(self):
+    def _inverse_access_token(self):
         for account in self:
-            account._token_record().write({
-                "access_token": account.access_token, "refresh_token": account.refresh_token,
-                "expiry": account.token_expiry})
+            account._token_record().access_token = account.access_token
+
+    def _inverse_refresh_token(self):
+        for account in self:
+            account._token_record().refresh_token = account.refresh_token
+
+    def _inverse_token_expiry(self):
+        for account in self:
+            account._token_record().expiry = account.token_expiry
 
     def _refresh_tokens_locked(self, client):
         """Refresh once per connection at a time: FreshBooks refresh tokens work only once.
@@ -249,22 +286,39 @@ class FreshbooksAccount(models.Model):
         self.invalidate_recordset(["access_token", "refresh_token", "token_expiry"])
 
     def _mark_reconnect(self, reason):
-        """The grant is gone: stop syncing and tell the admins, once."""
-        for account in self.sudo():
-            if account.state == "reconnect":
-                continue
-            account.write({"state": "reconnect", "status_message": reason,
-                           "access_token": False, "refresh_token": False})
-            _logger.warning("FreshBooks connection of %s needs to be reconnected",
-                            account.company_id.name)
-            user = account.connected_uid or self.env.ref("base.user_admin", False)
-            if user and user.active:
-                account.activity_schedule(
-                    "mail.mail_activity_data_todo", user_id=user.id,
-                    summary=self.env._("Reconnect FreshBooks"),
-                    note=self.env._("FreshBooks refused the connection of %(company)s (%(reason)s). "
-                                    "Open Settings > Integrations > FreshBooks and click Connect.",
-                                    company=account.company_id.name, reason=reason))
+        """The grant is gone: stop syncing and tell the admins, once.
+
+        Written and committed from a cursor of its own, whichever worker saw it first: the
+        caller's transaction may be rolled back, and must not write the same rows after this one.
+        """
+        self.env.flush_all()
+        for account_id in self.ids:
+            try:
+                with self.pool.cursor() as cr:
+                    cr.execute("SET LOCAL lock_timeout = '10s'")
+                    self.env(cr=cr, su=True)[self._name].browse(account_id)._set_reconnect(reason)
+            except psycopg2.OperationalError as error:
+                # Busy row: the next run that meets the dead grant marks it.
+                _logger.warning("Could not mark FreshBooks connection %s for reconnection: %s",
+                                account_id, error)
+        self.env.invalidate_all()
+
+    def _set_reconnect(self, reason):
+        self.ensure_one()
+        if self.state != "connected":
+            return
+        self.write({"state": "reconnect", "status_message": reason})
+        self.env["freshbooks.token"].search([("account_id", "=", self.id)]).write(
+            {"access_token": False, "refresh_token": False, "expiry": False})
+        _logger.warning("FreshBooks connection of %s needs to be reconnected", self.company_id.name)
+        user = self.connected_uid or self.env.ref("base.user_admin", False)
+        if user and user.active:
+            self.activity_schedule(
+                "mail.mail_activity_data_todo", user_id=user.id,
+                summary=self.env._("Reconnect FreshBooks"),
+                note=self.env._("FreshBooks refused the connection of %(company)s (%(reason)s). "
+                                "Open Settings > Integrations > FreshBooks and click Connect.",
+                                company=self.company_id.name, reason=reason))
 
     # --- OAuth ---------------------------------------------------------------------------------
 
@@ -326,13 +380,30 @@ class FreshbooksAccount(models.Model):
             "business_choices": [b.__dict__ for b in businesses],
             "connected_uid": self.env.uid,
         })
-        if len(businesses) == 1:
+        # Moving to another business undoes links: the admin confirms that on the choice page.
+        if len(businesses) == 1 and self.fb_account_id in (False, businesses[0].account_id):
             self._set_business(businesses[0].account_id)
         else:
             self.write({"state": "choose",
                         "status_message": self.env._("Choose the FreshBooks business of this company.")})
 
-    def _set_business(self, fb_account_id):
+    def _switch_warning(self, fb_account_id):
+        """What choosing this business would undo, in words; False when it is no switch."""
+        self.ensure_one()
+        if not self.fb_account_id or self.fb_account_id == fb_account_id:
+            return False
+        links = self.env["res.partner"].sudo().with_context(active_test=False).search_count(
+            [("freshbooks_account_id", "=", self.id)])
+        invoices = self.env["freshbooks.invoice"].sudo().search_count(
+            [("account_id", "=", self.id)])
+        return self.env._(
+            "This company is connected to the FreshBooks business %(old)s. Switching to another "
+            "business unlinks %(links)s contacts from their FreshBooks clients (the contacts "
+            "stay) and removes %(invoices)s invoice copies; the first sync of the new business "
+            "links contacts again by name.", old=self.fb_business_name or self.fb_account_id,
+            links=links, invoices=invoices)
+
+    def _set_business(self, fb_account_id, confirmed=False):
         self.ensure_one()
         choice = next((b for b in self.business_choices or []
                        if b["account_id"] == fb_account_id), None)
@@ -343,14 +414,11 @@ class FreshbooksAccount(models.Model):
             raise UserError(self.env._("The FreshBooks business %(name)s is already connected to "
                                        "%(company)s. Each company connects its own business.",
                                        name=choice["name"], company=other.company_id.name))
-        if self.fb_account_id and self.fb_account_id != fb_account_id:
-            # Links point at the old business's clients; they would be wrong for the new one.
-            self.env["res.partner"].sudo().with_context(active_test=False).search(
-                [("freshbooks_account_id", "=", self.id)]).with_context(
-                freshbooks_no_push=True).write({"freshbooks_client_id": False,
-                                                "freshbooks_account_id": False})
-            self.write({"last_success_start": False, "last_full_sync": False})
-            self.env["freshbooks.invoice"].sudo().search([("account_id", "=", self.id)]).unlink()
+        warning = self._switch_warning(fb_account_id)
+        if warning and not confirmed:
+            raise UserError(warning + " " + self.env._("Confirm the switch to go on."))
+        if warning:
+            self._forget_business()
         self.write({
             "state": "connected", "fb_account_id": fb_account_id,
             "fb_business_id": str(choice.get("business_id") or ""),
@@ -360,6 +428,19 @@ class FreshbooksAccount(models.Model):
         })
         self.activity_unlink(["mail.mail_activity_data_todo"])
         self._schedule_sync()
+
+    def _forget_business(self):
+        """Everything that points at the old business's objects: links, copies, waiting work,
+        webhooks. Its sync logs stay, but no longer count for the new business."""
+        self.env["res.partner"].sudo().with_context(active_test=False).search(
+            [("freshbooks_account_id", "=", self.id)]).with_context(
+            freshbooks_no_push=True).write({
+                "freshbooks_client_id": False, "freshbooks_account_id": False,
+                "freshbooks_state": False, "freshbooks_push_state": False,
+                "freshbooks_push_error": False, "freshbooks_sent_values": False})
+        for model in ("freshbooks.invoice", "freshbooks.queue", "freshbooks.review"):
+            self.env[model].sudo().search([("account_id", "=", self.id)]).unlink()
+        self.env["freshbooks.webhook"]._remove_all(self)
 
     def _schedule_sync(self):
         """Run the sync in a cron worker, never inside the browser's request."""

@@ -144,6 +144,36 @@ def notes_html(lines):
     return Markup("<br/>").join(escape(line).replace("\n", Markup("<br/>")) for line in lines)
 
 
+def client_fields(values, country="", province=""):
+    """FreshBooks client fields for res.partner values (with the country's English name and the
+    province's name): what a push compares and sends. Fields FreshBooks has and Odoo does not
+    (a company's contact person, fax, shipping address...) are never among them."""
+    data = {
+        "email": values.get("email") or "",
+        "bus_phone": values.get("phone") or "",
+        "mob_phone": values.get("mobile") or "",
+        "p_street": values.get("street") or "",
+        "p_street2": values.get("street2") or "",
+        "p_city": values.get("city") or "",
+        "p_code": values.get("zip") or "",
+        "p_province": province or "",
+        "p_country": country or "",
+        "vat_number": values.get("vat") or "",
+    }
+    if values.get("is_company"):
+        data["organization"] = values.get("name") or ""
+    else:
+        data["fname"], data["lname"] = split_person_name(values.get("name"))
+        data["organization"] = ""
+    return data
+
+
+def changed_fields(data, sent):
+    """What an edit in Odoo changed since `sent` (what FreshBooks holds, as Odoo last knew it).
+    A field cleared in Odoo is sent empty; a field Odoo did not change is not sent at all."""
+    return {key: value for key, value in data.items() if sent.get(key, "") != value}
+
+
 def split_person_name(name):
     """FreshBooks keeps first and last name apart; Odoo has one name."""
     parts = (name or "").split(None, 1)
@@ -161,10 +191,12 @@ class AddressLookup:
     def __init__(self, env):
         self.env = env
         self.countries = {}
+        self.country_names = {}
         for country in env["res.country"].sudo().with_context(lang="en_US").search_read(
                 [], ["code", "name"]):
             self.countries[name_key(country["name"])] = country["id"]
             self.countries[country["code"].lower()] = country["id"]
+            self.country_names[country["id"]] = country["name"]
         for alias, code in COUNTRY_ALIASES.items():
             if code in self.countries:
                 self.countries.setdefault(alias, self.countries[code])
@@ -181,6 +213,12 @@ class AddressLookup:
                 states.setdefault(name_key(state["code"]), state["id"])
                 states.setdefault(name_key(state["name"]), state["id"])
         return self.states[country_id].get(name_key(text))
+
+    def client_fields(self, values):
+        """client_fields() of res.partner values, with the names of their country and state."""
+        state_id = values.get("state_id")
+        province = state_id and self.env["res.country.state"].sudo().browse(state_id).name
+        return client_fields(values, self.country_names.get(values.get("country_id")), province)
 
 
 class FreshbooksMapping(models.AbstractModel):
@@ -213,22 +251,17 @@ class FreshbooksMapping(models.AbstractModel):
 
     @api.model
     def _client_values(self, partner):
-        """FreshBooks client fields for an Odoo contact (what the push sends)."""
-        data = {
-            "email": partner.email or "",
-            "bus_phone": partner.phone or "",
-            "mob_phone": partner.mobile or "",
-            "p_street": partner.street or "",
-            "p_street2": partner.street2 or "",
-            "p_city": partner.city or "",
-            "p_code": partner.zip or "",
-            "p_province": partner.state_id.name or "",
-            "p_country": partner.country_id.with_context(lang="en_US").name or "",
-            "vat_number": partner.vat or "",
-        }
-        if partner.is_company:
-            data["organization"] = partner.name or ""
-        else:
-            data["fname"], data["lname"] = split_person_name(partner.name)
-            data["organization"] = ""
-        return data
+        """FreshBooks client fields for an Odoo contact, as they are now."""
+        values = {name: partner[name] for name in (
+            "name", "is_company", "email", "phone", "mobile", "street", "street2", "city", "zip",
+            "vat")}
+        return client_fields(values, partner.country_id.with_context(lang="en_US").name,
+                             partner.state_id.name)
+
+    @api.model
+    def _freshbooks_fields(self, raw, lookup=None):
+        """A FreshBooks client's fields as Odoo would hold them after importing it: what a push
+        compares with when nothing was sent yet. What Odoo cannot hold (an unknown country)
+        reads as empty, so a push never blanks it."""
+        lookup = lookup or AddressLookup(self.env)
+        return lookup.client_fields(self._partner_values(parse_client(raw), lookup))

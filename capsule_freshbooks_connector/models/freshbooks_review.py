@@ -11,9 +11,21 @@ class FreshbooksReview(models.Model):
 
     account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
     company_id = fields.Many2one(related="account_id.company_id", store=True)
-    client_ref = fields.Char("FreshBooks client ID", required=True)
-    name = fields.Char("FreshBooks name", required=True)
+    kind = fields.Selection(
+        [("match", "Name matches several contacts"), ("add", "FreshBooks refused a new client")],
+        default="match", required=True)
+    client_ref = fields.Char("FreshBooks client ID")
+    name = fields.Char("Name", required=True)
     client_data = fields.Json()
+    # "add": the contact FreshBooks refused, FreshBooks' reason, and its clients with that email.
+    contact_id = fields.Many2one("res.partner", "Odoo contact", ondelete="cascade", index=True)
+    message = fields.Char("FreshBooks said")
+    client_choices = fields.Json()
+    client_choices_text = fields.Text("FreshBooks clients with this email",
+                                      compute="_compute_client_choices_text")
+    link_client_ref = fields.Char(
+        "FreshBooks client to link",
+        help="The ID of the FreshBooks client that is this same customer (one of those listed).")
     candidate_ids = fields.Many2many("res.partner", string="Matching contacts")
     partner_id = fields.Many2one(
         "res.partner", "Link to",
@@ -37,8 +49,42 @@ class FreshbooksReview(models.Model):
             review = self.create(dict(values, account_id=account.id, client_ref=record.client_id))
         return review
 
+    @api.depends("client_choices")
+    def _compute_client_choices_text(self):
+        for review in self:
+            review.client_choices_text = "\n".join(
+                f"{c['id']}: {c['name']}" + (f" ({c['person']})" if c.get("person") else "")
+                for c in review.client_choices or []) or False
+
+    @api.model
+    def _hold_contact(self, account, partner, clients, message):
+        """Hold a contact FreshBooks refused to add while other clients have its email."""
+        choices = []
+        for raw in clients:
+            person = " ".join(filter(None, [raw.get("fname"), raw.get("lname")]))
+            choices.append({"id": str(raw.get("id")), "data": raw,
+                            "name": raw.get("organization") or person or raw.get("email"),
+                            "person": person if raw.get("organization") else ""})
+        values = {"kind": "add", "account_id": account.id, "contact_id": partner.id,
+                  "name": partner.display_name, "message": message, "state": "open",
+                  "client_choices": choices, "resolution": False,
+                  "link_client_ref": choices[0]["id"] if len(choices) == 1 else False}
+        review = self.search([("kind", "=", "add"), ("contact_id", "=", partner.id)], limit=1)
+        if review:
+            review.write(values)
+        else:
+            review = self.create(values)
+        return review
+
     def action_link(self):
         self.ensure_one()
+        if self.kind == "add":
+            choice = next((c for c in self.client_choices or []
+                           if c["id"] == (self.link_client_ref or "").strip()), None)
+            if not choice:
+                raise UserError(self.env._("Enter the ID of one of the FreshBooks clients listed."))
+            self.env["freshbooks.sync"]._link_refused_contact(self, choice["data"])
+            return
         if not self.partner_id:
             raise UserError(self.env._("Choose the contact to link to this FreshBooks client."))
         if self.partner_id.freshbooks_client_id:
@@ -48,4 +94,9 @@ class FreshbooksReview(models.Model):
 
     def action_create(self):
         self.ensure_one()
+        if self.kind == "add":
+            # Asked again, as the contact is now (its email may have been corrected).
+            self.contact_id.sudo().action_freshbooks_add()
+            self.write({"state": "done", "resolution": self.env._("Sent to FreshBooks again")})
+            return
         self.env["freshbooks.sync"]._resolve_review(self, None)

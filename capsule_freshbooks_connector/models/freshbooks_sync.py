@@ -2,19 +2,28 @@
 
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg2
 from markupsafe import Markup
 
 from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 
-from ..freshbooks import AuthError, FreshBooksError, NotFoundError, ValidationError
+from ..freshbooks import (
+    AuthError,
+    FreshBooksError,
+    NetworkError,
+    NotFoundError,
+    ValidationError,
+)
 from .freshbooks_mapping import (
     AddressLookup,
     ClientRecord,
     MappingError,
+    changed_fields,
     clean_text,
     parse_client,
 )
@@ -33,8 +42,20 @@ QUEUE_BATCH = 200
 # answers 429 with Retry-After, which the client honours on top of this.
 PUSH_INTERVAL = 0.05
 VIS_STATES = {0: "active", 1: "deleted", 2: "archived"}
-# Advisory lock namespace: "FB" in ASCII.
+# Advisory lock namespaces: "FB" in ASCII for a run of an account, "FP" for a push of a contact.
 LOCK_NAMESPACE = 0x4642
+PUSH_LOCK_NAMESPACE = 0x4650
+
+
+@dataclass
+class Run:
+    """A run in progress: its log, and the FreshBooks API connection it uses."""
+
+    log: object
+    api: object = None
+
+    def requests(self):
+        return self.api.request_count if self.api else 0
 
 
 class FreshbooksSync(models.AbstractModel):
@@ -61,16 +82,28 @@ class FreshbooksSync(models.AbstractModel):
             self.env.cr.rollback()
 
     @contextmanager
-    def _account_lock(self, account):
-        """One run per account at a time, across workers; a killed worker's lock dies with it."""
+    def _try_lock(self, namespace, key):
+        """A PostgreSQL advisory lock, or False when another worker holds it. Not a row lock:
+        nobody's save waits for it, and a killed worker's lock dies with its connection."""
         cr = self.env.cr
-        cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, account.id])
+        cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
         locked = cr.fetchone()[0]
         try:
             yield locked
         finally:
             if locked:
-                cr.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, account.id])
+                self._unlock(namespace, key)
+
+    @api.model
+    def _unlock(self, namespace, key):
+        cr = self.env.cr
+        try:
+            cr.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+        except psycopg2.errors.InFailedSqlTransaction:
+            # An aborted transaction runs nothing, the unlock included: end it first, or the
+            # pooled connection keeps the lock and every later run is skipped.
+            cr.rollback()
+            cr.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
 
     @api.model
     def _partners(self):
@@ -138,101 +171,106 @@ class FreshbooksSync(models.AbstractModel):
 
     # --- a sync run ----------------------------------------------------------------------------
 
+    @contextmanager
+    def _run(self, account, kind):
+        """One run of one account: under the account's lock, logged, and ended in every case.
+
+        Yields a Run (its log, and the API connection the block opens), or None when another
+        run holds the lock. Whatever the block raises ends the log as failed with the reason.
+        """
+        with self._try_lock(LOCK_NAMESPACE, account.id) as locked:
+            if not locked:
+                _logger.info("FreshBooks %s run of %s skipped: another run is in progress", kind,
+                             account.company_id.name)
+                yield None
+                return
+            self._close_interrupted(account)
+            run = Run(self.env["freshbooks.sync.log"].sudo().create(
+                {"account_id": account.id, "fb_account_id": account.fb_account_id, "kind": kind}))
+            self._commit()
+            try:
+                yield run
+                run.log._finish(run.requests())
+            except Exception as error:  # noqa: BLE001 - the admin must see every failure
+                if not isinstance(error, (FreshBooksError, UserError)):
+                    # A bug or a database error: the other accounts still sync.
+                    _logger.exception("FreshBooks sync of %s crashed", account.company_id.name)
+                self._rollback()
+                self._fail(account, run, error)
+            self._end(run)
+
+    @api.model
+    def _end(self, run):
+        """Commit the run's end. If the commit itself fails (a serialization failure), the run's
+        last steps are lost: say so rather than leave the log Running."""
+        try:
+            self._commit()
+        except psycopg2.Error as error:
+            _logger.warning("FreshBooks run %s could not be saved: %s", run.log.id, error)
+            self._rollback()
+            run.log._finish(run.requests(), failed=True, message=self.env._(
+                "The run's last changes could not be saved (%s); the next run does them again.",
+                error))
+            self._commit()
+
+    @api.model
+    def _fail(self, account, run, error):
+        if isinstance(error, AuthError) and error.grant_invalid:
+            account._mark_reconnect(str(error))
+        _logger.warning("FreshBooks sync of %s failed: %s", account.company_id.name, error)
+        run.log._finish(run.requests(), message=str(error), failed=True)
+
     @api.model
     def _sync_account(self, account, full=None):
         """Import and update everything of one account; returns its log (None when skipped)."""
-        with self._account_lock(account) as locked:
-            if not locked:
-                _logger.info("FreshBooks sync of %s skipped: another run is in progress",
-                             account.company_id.name)
+        now = fields.Datetime.now()
+        last_success = account.last_success_start
+        if full is None:
+            full = not last_success or not account.last_full_sync or (
+                now - account.last_full_sync > FULL_SYNC_EVERY)
+        with self._run(account, "full" if full else "incremental") as run:
+            if run is None:
                 return None
-            self._close_interrupted(account)
-            now = fields.Datetime.now()
-            if full is None:
-                full = not account.last_success_start or not account.last_full_sync or (
-                    now - account.last_full_sync > FULL_SYNC_EVERY)
-            log = self.env["freshbooks.sync.log"].sudo().create(
-                {"account_id": account.id, "kind": "full" if full else "incremental", "start": now})
-            account.write({"last_sync_start": now, "last_sync_state": "running"})
-            self._commit()
-            client = None
-            try:
-                client = account._get_client()
-                since = None if full else self._since(account.last_success_start)
-                clients = client.iter_clients(account.fb_account_id, updated_since=since,
+            log = run.log
+            api_client = run.api = account._get_client()
+            since = None if full else self._since(last_success)
+            clients = api_client.iter_clients(account.fb_account_id, updated_since=since,
                                               newest_first=not full)
-                if not full:
-                    clients = self._unseen(clients, account.last_success_start)
-                seen = self._import_clients(account, clients, log)
-                if full:
-                    self._mark_missing_deleted(account, seen, log)
-                self._process_queue(account, client, log)
-                self._sync_invoices(account, client, None if full else account.last_success_start,
-                                    log)
-                self._push_partners(self._pending_partners(account), client=client, log=log)
-                self.env["freshbooks.webhook"]._ensure(account, client)
-                values = {"last_success_start": now}
-                if full:
-                    values["last_full_sync"] = now
-                account.write(values)
-                log._finish(client.request_count)
-            except (FreshBooksError, UserError) as error:
-                self._fail(account, log, client, error)
-            except Exception as error:
-                # A bug or a database error: the admin must still see the run failed, and the
-                # other accounts still sync.
-                _logger.exception("FreshBooks sync of %s crashed", account.company_id.name)
-                self._rollback()
-                self._fail(account, log, client, error)
-            self._commit()
-            return log
+            if not full:
+                clients = self._unseen(clients, last_success)
+            seen = self._import_clients(account, clients, log)
+            if full:
+                self._mark_missing_deleted(account, api_client, seen, log)
+            self._process_queue(account, api_client, log)
+            self._sync_invoices(account, api_client, None if full else last_success, log)
+            self._push_partners(self._pending_partners(account), api_client=api_client, log=log)
+            self.env["freshbooks.webhook"]._ensure(account, api_client)
+        account.invalidate_recordset()
+        return run and run.log
 
     @api.model
     def _work_account(self, account):
         """Webhook hints and pending pushes, between scheduled syncs. Silent when idle."""
-        Queue = self.env["freshbooks.queue"].sudo()
-        if not Queue.search_count([("account_id", "=", account.id)], limit=1) and \
-                not self._pending_partners(account):
+        if not self._queue_due(account) and not self._pending_partners(account):
             return None
-        with self._account_lock(account) as locked:
-            if not locked:
+        with self._run(account, "work") as run:
+            if run is None:
                 return None  # the running sync does this work too
-            self._close_interrupted(account)
-            log = self.env["freshbooks.sync.log"].sudo().create(
-                {"account_id": account.id, "kind": "work"})
-            client = None
-            try:
-                client = account._get_client()
-                self._process_queue(account, client, log)
-                self._push_partners(self._pending_partners(account), client=client, log=log)
-                log._finish(client.request_count)
-            except (FreshBooksError, UserError) as error:
-                self._fail(account, log, client, error)
-            except Exception as error:
-                # A bug or a database error: the admin must still see the run failed, and the
-                # other accounts still sync.
-                _logger.exception("FreshBooks sync of %s crashed", account.company_id.name)
-                self._rollback()
-                self._fail(account, log, client, error)
-            self._commit()
-            return log
+            run.api = account._get_client()
+            self._process_queue(account, run.api, run.log)
+            self._push_partners(self._pending_partners(account), api_client=run.api, log=run.log)
+        account.invalidate_recordset()
+        return run and run.log
 
     @api.model
     def _close_interrupted(self, account):
         """Logs still running while we hold the lock are of runs that died (a killed worker)."""
         self.env["freshbooks.sync.log"].sudo().search(
             [("account_id", "=", account.id), ("state", "=", "running")]).write({
-                "state": "failed",
+                "state": "failed", "end": fields.Datetime.now(),
                 "message": self.env._("Interrupted: the run stopped before its end (its worker "
                                       "was stopped or killed)."),
             })
-
-    @api.model
-    def _fail(self, account, log, client, error):
-        if isinstance(error, AuthError) and error.grant_invalid:
-            account._mark_reconnect(str(error))
-        _logger.warning("FreshBooks sync of %s failed: %s", account.company_id.name, error)
-        log._finish(client.request_count if client else 0, message=str(error), failed=True)
 
     # --- clients -------------------------------------------------------------------------------
 
@@ -343,6 +381,8 @@ class FreshbooksSync(models.AbstractModel):
         filled = {k: v for k, v in values.items()
                   if k not in ("name", "is_company") and not partner[k]}
         partner.write(dict(filled, **self._link_values(account, record.client_id)))
+        # Odoo's own values stay Odoo's: only a later edit sends them.
+        partner.freshbooks_sent_values = self.env["freshbooks.mapping"]._client_values(partner)
         body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
         if filled:
             labels = ", ".join(partner._fields[k].string for k in filled)
@@ -367,7 +407,8 @@ class FreshbooksSync(models.AbstractModel):
             values = Mapping._partner_values(record, lookup)
             values.update(self._link_values(account, record.client_id),
                           team_id=account.import_team_id.id or False,
-                          company_id=account.company_id.id)
+                          company_id=account.company_id.id,
+                          freshbooks_sent_values=lookup.client_fields(values))
             vals_list.append(values)
             for problem in record.problems:
                 log._add_line("warning", problem, record.client_id, record.name)
@@ -402,8 +443,10 @@ class FreshbooksSync(models.AbstractModel):
             invoice.partner_id = refs[invoice.client_ref]
 
     @api.model
-    def _mark_missing_deleted(self, account, seen, log):
+    def _mark_missing_deleted(self, account, api, seen, log):
         """After a full listing: linked clients FreshBooks no longer lists were deleted there."""
+        if not self._listed_whole(api, "clients", log):
+            return
         Partner = self._partners()
         linked = Partner.search_read(
             [("freshbooks_account_id", "=", account.id), ("freshbooks_client_id", "!=", False),
@@ -413,6 +456,18 @@ class FreshbooksSync(models.AbstractModel):
             Partner.browse(gone).write({"freshbooks_state": "deleted"})
             log._count("updated", len(gone))
         self._commit()
+
+    @api.model
+    def _listed_whole(self, api, key, log):
+        """False, with a line in the log, when FreshBooks' listing was cut short at the page cap:
+        what it did not list is not taken as deleted."""
+        if key not in api.truncated:
+            return True
+        log._add_line("error", self.env._(
+            "FreshBooks kept sending pages of %(key)s past %(pages)s pages; the listing was "
+            "stopped there and nothing missing from it is taken as deleted.",
+            key=key, pages=api.max_pages))
+        return False
 
     @api.model
     def _resolve_review(self, review, partner):
@@ -427,27 +482,59 @@ class FreshbooksSync(models.AbstractModel):
             self._attach_invoices(account, partner)
             resolution = self.env._("Linked to %s", partner.display_name)
         else:
-            log = self.env["freshbooks.sync.log"].sudo().new({"account_id": account.id})
+            # A saved log of its own: what the client's data lacks is reported there.
+            log = self.env["freshbooks.sync.log"].sudo().create({
+                "account_id": account.id, "fb_account_id": account.fb_account_id,
+                "kind": "review"})
             self._create_partners(account, [record], log)
+            log._finish(0)
             resolution = self.env._("New contact created")
         review.write({"state": "done", "resolution": resolution})
+
+    @api.model
+    def _link_refused_contact(self, review, raw):
+        """An admin says a contact FreshBooks refused to add is this existing client: link it;
+        Odoo's details that differ go to FreshBooks, its empty fields are filled from there."""
+        review = review.sudo()
+        account, partner = review.account_id, review.contact_id
+        record = parse_client(raw)
+        if self._partners().search_count([("freshbooks_account_id", "=", account.id),
+                                          ("freshbooks_client_id", "=", record.client_id)]):
+            raise UserError(self.env._("This FreshBooks client is already linked to a contact."))
+        self._log_links({partner.id: self._link(account, partner, record)})
+        self._attach_invoices(account, partner)
+        partner.freshbooks_sent_values = self._freshbooks_fields(raw)
+        partner._freshbooks_mark_pending()
+        review.write({"state": "done", "client_ref": record.client_id,
+                      "resolution": self.env._("Linked to FreshBooks client %s", record.client_id)})
 
     # --- the queue: webhook hints and contacts deleted in Odoo ---------------------------------
 
     @api.model
+    def _queue_due(self, account):
+        return self.env["freshbooks.queue"].sudo().search(
+            [("account_id", "=", account.id), "|", ("next_try", "=", False),
+             ("next_try", "<=", fields.Datetime.now())])
+
+    @api.model
     def _process_queue(self, account, client, log):
-        Queue = self.env["freshbooks.queue"].sudo()
-        while True:
-            rows = Queue.search([("account_id", "=", account.id)], limit=QUEUE_BATCH)
-            if not rows:
-                return
-            for row in rows:
-                with self.env.cr.savepoint():
-                    if row.object_type == "client":
-                        self._refresh_client(account, client, row.object_ref, log)
-                    else:
-                        self._refresh_invoice(account, client, row.object_ref, log)
-                    row.unlink()
+        """Each row on its own: one that fails waits and is tried again later, the rest go on."""
+        rows = self._queue_due(account)
+        for start in range(0, len(rows), QUEUE_BATCH):
+            for row in rows[start:start + QUEUE_BATCH].exists():
+                try:
+                    with self.env.cr.savepoint():
+                        if row.object_type == "client":
+                            self._refresh_client(account, client, row.object_ref, log)
+                        else:
+                            self._refresh_invoice(account, client, row.object_ref, log)
+                        row.unlink()
+                except (AuthError, NetworkError) as error:
+                    if isinstance(error, NetworkError) or error.grant_invalid:
+                        raise  # FreshBooks is out of reach for every row: the run fails
+                    row._failed(error, log)
+                except FreshBooksError as error:
+                    row._failed(error, log)
             self._commit()
 
     @api.model
@@ -495,7 +582,7 @@ class FreshbooksSync(models.AbstractModel):
                 page = []
         if page:
             seen |= self._store_invoice_page(Invoice, account, page, log)
-        if not last_run:
+        if not last_run and self._listed_whole(client, "invoices", log):
             stale = Invoice.search([("account_id", "=", account.id),
                                     ("invoice_ref", "not in", list(seen))])
             log._count("invoices_removed", len(stale))
@@ -535,31 +622,28 @@ class FreshbooksSync(models.AbstractModel):
                                         ("freshbooks_push_state", "=", "pending")])
 
     @api.model
-    def _push_partners(self, partners, client=None, log=None, **client_options):
-        """Send pending contacts; returns those still pending (to retry later)."""
+    def _push_partners(self, partners, api_client=None, log=None, **client_options):
+        """Send pending contacts, each in a transaction of its own; returns those still pending."""
         left = self.env["res.partner"]
         for account in partners.mapped("freshbooks_account_id"):
             todo = partners.filtered(lambda p, a=account: p.freshbooks_account_id == a)
             if account.state != "connected":
                 left |= todo
                 continue
-            api_client = client or account._get_client(**client_options)
-            interval = api_client.min_interval
+            api = api_client or account._get_client(**client_options)
+            interval = api.min_interval
             if len(todo) > 1:
                 # Bulk edits go out paced, under FreshBooks' rate limit.
-                api_client.min_interval = max(interval, self._push_interval())
+                api.min_interval = max(interval, self._push_interval())
             try:
                 for index, partner in enumerate(todo):
-                    if not self._push_one(account, api_client, partner, log):
+                    if not self._push_one(account, api, partner, log):
                         left |= partner
-                    if index % 50 == 49:
-                        self._commit()
                     if account.state != "connected":
                         left |= todo[index + 1:]
                         break
             finally:
-                api_client.min_interval = interval
-        self._commit()
+                api.min_interval = interval
         return left
 
     @api.model
@@ -568,32 +652,44 @@ class FreshbooksSync(models.AbstractModel):
             "capsule_freshbooks_connector.push_interval", PUSH_INTERVAL))
 
     @api.model
-    def _push_one(self, account, client, partner, log):
-        """Push one contact; True when it needs nothing more (sent, or rejected for good)."""
+    def _push_one(self, account, api, partner, log):
+        """Push one contact and commit; True when it needs nothing more (sent, or rejected).
+
+        No row lock is held while FreshBooks answers: an advisory lock keeps two workers from
+        sending the same contact, and the sequence number tells whether an edit came meanwhile.
+        """
+        with self._try_lock(PUSH_LOCK_NAMESPACE, partner.id) as locked:
+            if not locked:
+                return False  # another worker is sending it right now
+            try:
+                done = self._send(account, api, partner, log)
+                self._commit()
+            except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure) as error:
+                # The user is saving this contact: their save wins, the job sends it later.
+                _logger.info("FreshBooks push of contact %s postponed: %s", partner.id, error)
+                self._rollback()
+                return False
+            return done
+
+    @api.model
+    def _send(self, account, api, partner, log):
         cr = self.env.cr
-        cr.execute("SELECT freshbooks_push_state, freshbooks_push_seq, freshbooks_client_id "
-                   "FROM res_partner WHERE id = %s FOR UPDATE", [partner.id])
+        # Our writes wait a little for a user's save, never the other way round.
+        cr.execute("SET LOCAL lock_timeout = '5s'")
+        cr.execute("SELECT freshbooks_push_state, freshbooks_push_seq FROM res_partner "
+                   "WHERE id = %s", [partner.id])
         row = cr.fetchone()
         if not row or row[0] != "pending":
             return True
-        seq, ref = row[1], row[2]
+        seq = row[1]
         partner.invalidate_recordset()
-        data = self.env["freshbooks.mapping"]._client_values(partner)
         try:
-            if ref:
-                client.update_client(account.fb_account_id, ref, data)
+            if partner.freshbooks_client_id:
+                sent = self._update_client(account, api, partner)
             else:
-                # A client FreshBooks already has (made by hand there, or by an earlier attempt
-                # whose answer was lost) is linked, not made twice; Odoo's details win.
-                existing = self._existing_client(account, client, partner)
-                ref = existing or str(client.create_client(account.fb_account_id, data)["id"])
-                partner.with_context(freshbooks_no_push=True).write(
-                    self._link_values(account, ref))
-                self._attach_invoices(account, partner)
-                # The client exists in FreshBooks now: never lose the link.
-                self._commit()
-                if existing:
-                    client.update_client(account.fb_account_id, ref, data)
+                sent = self._add_client(account, api, partner)
+                if sent is None:
+                    return True  # held for review
         except ValidationError as error:
             self._set_push_result(partner, seq, "error", str(error))
             return True
@@ -602,37 +698,113 @@ class FreshbooksSync(models.AbstractModel):
             self._set_push_result(partner, seq, "error",
                                   self.env._("This client was deleted in FreshBooks."))
             return True
-        except AuthError as error:
-            if error.grant_invalid:
+        except FreshBooksError as error:
+            if isinstance(error, AuthError) and error.grant_invalid:
                 account._mark_reconnect(str(error))
             self._set_push_result(partner, seq, "pending", self.env._("Will retry: %s", error))
             return False
-        except FreshBooksError as error:
-            self._set_push_result(partner, seq, "pending", self.env._("Will retry: %s", error))
-            return False
-        self._set_push_result(partner, seq, "synced", False)
+        self._set_push_result(partner, seq, "synced", False, sent)
         if log:
             log._count("pushed")
         return True
 
     @api.model
-    def _existing_client(self, account, client, partner):
-        """The one active FreshBooks client with this contact's email, if no contact has it."""
+    def _update_client(self, account, api, partner):
+        """Send what changed in Odoo since FreshBooks last heard from it; returns what FreshBooks
+        holds now."""
+        ref = partner.freshbooks_client_id
+        before = partner.freshbooks_sent_values
+        if not before:
+            # Linked before Odoo kept what it sent: what FreshBooks has now stands for it.
+            before = self._freshbooks_fields(api.get_client(account.fb_account_id, ref))
+        data = self.env["freshbooks.mapping"]._client_values(partner)
+        changes = changed_fields(data, before)
+        if changes:
+            api.update_client(account.fb_account_id, ref, changes)
+        return dict(before, **changes)
+
+    @api.model
+    def _freshbooks_fields(self, raw):
+        try:
+            return self.env["freshbooks.mapping"]._freshbooks_fields(raw, self._address_lookup())
+        except MappingError:
+            return {}
+
+    @api.model
+    def _add_client(self, account, api, partner):
+        """Create the client, or link the one FreshBooks has for this very customer; returns
+        what FreshBooks holds now, or None when FreshBooks refused and the contact is held."""
+        existing = self._same_customer(account, api, partner)
+        if existing:
+            # Made by hand in FreshBooks, or by an earlier attempt whose answer was lost.
+            self._log_links({partner.id: self._link(account, partner, parse_client(existing))})
+            self._attach_invoices(account, partner)
+            self._commit()  # the link is never lost
+            partner.freshbooks_sent_values = self._freshbooks_fields(existing)
+            return self._update_client(account, api, partner)
+        data = self.env["freshbooks.mapping"]._client_values(partner)
+        try:
+            created = api.create_client(account.fb_account_id, {k: v for k, v in data.items() if v})
+        except ValidationError as error:
+            if self._hold_refused_add(account, api, partner, error):
+                return None
+            raise
+        partner.with_context(freshbooks_no_push=True).write(
+            self._link_values(account, str(created["id"])))
+        self._attach_invoices(account, partner)
+        self._commit()  # the client exists in FreshBooks now: never lose the link
+        return data
+
+    @api.model
+    def _clients_with_email(self, account, api, email):
+        return [raw for raw in api.iter_clients(account.fb_account_id, email=email)
+                if isinstance(raw, dict) and str(raw.get("vis_state", 0)) == "0"]
+
+    @api.model
+    def _same_customer(self, account, api, partner):
+        """The one active, unlinked FreshBooks client with this contact's email that is the same
+        customer: same name (case and spacing aside) and same kind, company or person."""
         if not partner.email:
             return None
-        matches = [str(c.get("id")) for c in client.iter_clients(
-            account.fb_account_id, email=partner.email) if str(c.get("vis_state", 0)) == "0"]
+        matches = []
+        for raw in self._clients_with_email(account, api, partner.email):
+            try:
+                record = parse_client(raw)
+            except MappingError:
+                continue
+            if record.key == partner.freshbooks_name_key and record.is_company == \
+                    partner.is_company:
+                matches.append(raw)
         if len(matches) != 1 or self._partners().search_count([
                 ("freshbooks_account_id", "=", account.id),
-                ("freshbooks_client_id", "=", matches[0])]):
+                ("freshbooks_client_id", "=", str(matches[0].get("id")))]):
             return None
         return matches[0]
 
     @api.model
-    def _set_push_result(self, partner, seq, state, message):
+    def _hold_refused_add(self, account, api, partner, error):
+        """FreshBooks refused a new client while others have its email (FreshBooks may take an
+        email as a client's identity): an admin decides; never another customer's record."""
+        if not partner.email:
+            return False
+        candidates = self._clients_with_email(account, api, partner.email)
+        if not candidates:
+            return False
+        self.env["freshbooks.review"].sudo()._hold_contact(account, partner, candidates, str(error))
+        self.env.cr.execute(
+            "UPDATE res_partner SET freshbooks_push_state = 'error', freshbooks_push_error = %s "
+            "WHERE id = %s", [self.env._("Held in Clients to Review: %s", error), partner.id])
+        partner.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_error"])
+        return True
+
+    @api.model
+    def _set_push_result(self, partner, seq, state, message, sent=None):
         # Only the push that sent the latest edit may mark the contact up to date.
         self.env.cr.execute(
             "UPDATE res_partner SET freshbooks_push_state = %s, freshbooks_push_error = %s "
             "WHERE id = %s AND (freshbooks_push_seq = %s OR %s = 'pending')",
             [state, message or None, partner.id, seq, state])
         partner.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_error"])
+        if sent is not None:
+            # What FreshBooks holds now, whether or not an edit came meanwhile.
+            partner.with_context(freshbooks_no_push=True).freshbooks_sent_values = sent

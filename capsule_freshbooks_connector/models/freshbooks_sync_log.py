@@ -13,8 +13,11 @@ class FreshbooksSyncLog(models.Model):
 
     account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
     company_id = fields.Many2one(related="account_id.company_id", store=True)
+    # The business the run worked on: a connection switched to another business starts over.
+    fb_account_id = fields.Char("FreshBooks account ID", index=True)
     kind = fields.Selection([("full", "Full sync"), ("incremental", "Changes since last sync"),
-                             ("work", "Webhooks and pending changes")], required=True)
+                             ("work", "Webhooks and pending changes"),
+                             ("review", "Clients to review")], required=True)
     start = fields.Datetime(required=True, default=fields.Datetime.now)
     end = fields.Datetime()
     state = fields.Selection([("running", "Running"), ("done", "Done"),
@@ -46,12 +49,12 @@ class FreshbooksSyncLog(models.Model):
             "client_ref": client_id and str(client_id), "client_name": name})
 
     def _finish(self, requests, message=None, failed=False):
+        """End the run. The connection reads its status from here: the log has one writer,
+        the run, while the connection row is shared with admins and other workers."""
         self.ensure_one()
         state = "failed" if failed else ("partial" if self.failed else "done")
         self.write({"end": fields.Datetime.now(), "state": state, "requests": requests,
                     "message": message})
-        self.account_id.write({"last_sync_end": self.end, "last_sync_state": state,
-                               "last_sync_message": message or self._summary()})
 
     def _summary(self):
         parts = [f"{self[key]} {self._fields[key].string.lower()}" for key in COUNTERS if self[key]]

@@ -30,6 +30,9 @@ class ResPartner(models.Model):
     # Incremented by every edit to push; a push only marks the contact up to date if it sent the
     # latest version (an edit made while a push was in flight is sent again).
     freshbooks_push_seq = fields.Integer(copy=False, readonly=True)
+    # What FreshBooks holds of this contact's pushed fields, as Odoo last knew it (imported, or
+    # sent): a push sends only what differs from it, so it never blanks what Odoo did not change.
+    freshbooks_sent_values = fields.Json(copy=False, readonly=True)
     freshbooks_name_key = fields.Char(compute="_compute_freshbooks_name_key", store=True,
                                       index=True, copy=False)
     freshbooks_held = fields.Boolean(
@@ -154,7 +157,8 @@ class ResPartner(models.Model):
                 return
             partners = env["res.partner"].sudo().browse(sorted(ids)).exists()
             # A short timeout and no retries: the user is waiting; failures go to the cron.
-            left = env["freshbooks.sync"]._push_partners(partners, timeout=(3, 5), max_retries=0)
+            left = env["freshbooks.sync"]._push_partners(partners, inline=True, timeout=(3, 5),
+                                                         max_retries=0)
             if left:
                 env.ref(cron).sudo()._trigger()
 

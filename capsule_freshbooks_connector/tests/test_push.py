@@ -128,13 +128,16 @@ class TestPush(FreshbooksCase):
         self.assertEqual(set(partners.mapped("freshbooks_push_state")), {"synced"})
 
     def test_add_links_the_client_freshbooks_already_has(self):
-        # Made by hand in FreshBooks after the last sync, or by an attempt whose answer was lost.
-        existing = self.sandbox.add_client(organization="Already There", email="same@there.test")
-        partner = self.Partner.create({"name": "Already There SA", "is_company": True,
+        # Made by hand in FreshBooks after the last sync, or by an attempt whose answer was lost:
+        # the same customer (same name, case and spacing aside, and same kind) with this email.
+        existing = self.sandbox.add_client(organization="Already There SA",
+                                           email="same@there.test", p_city="Lyon")
+        partner = self.Partner.create({"name": "already there  sa", "is_company": True,
                                        "email": "same@there.test", "phone": "+1 555 0177"})
         partner.action_freshbooks_add()
         self.run_postcommit()
         self.assertEqual(partner.freshbooks_client_id, str(existing["id"]))
         self.assertEqual([w["method"] for w in self.new_writes()], ["PUT"], "linked, not created")
         fb = self.fb_client(existing["id"])
-        self.assertEqual((fb["organization"], fb["bus_phone"]), ("Already There SA", "+1 555 0177"))
+        self.assertEqual((fb["bus_phone"], fb["p_city"]), ("+1 555 0177", "Lyon"))
+        self.assertEqual(partner.city, "Lyon", "empty Odoo fields are filled from FreshBooks")

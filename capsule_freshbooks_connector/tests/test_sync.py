@@ -66,15 +66,15 @@ class TestContactSync(FreshbooksCase):
         for client in clients[:60]:
             self.sandbox.add_invoice(client["id"])
             self.sandbox.add_invoice(client["id"])
-        self.sync()
+        first = self.sync()
         # The next run starts well after every change FreshBooks has.
-        self.account.last_success_start = datetime.now() + timedelta(minutes=30)
+        first.start = datetime.now() + timedelta(minutes=30)
         self.sandbox.reset_counters()
         log = self.sync()
         self.assertEqual(log.kind, "incremental")
         self.assertEqual(self.sandbox.request_count(), 2, self.sandbox.requests_by_route())
         # Changes after the last run are still found.
-        self.account.last_success_start = datetime.now() - timedelta(minutes=10)
+        (first | log).start = datetime.now() - timedelta(minutes=10)
         later = self.sandbox.add_client(organization="After")
         self.sync()
         self.assertTrue(self.linked(later["id"]))

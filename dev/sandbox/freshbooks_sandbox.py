@@ -493,7 +493,7 @@ class Sandbox:
                  client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET,
                  token_ttl=43200, fault_rate=0.0, latency_ms=0, webhook_delay=0.2,
                  hostile=False, host="127.0.0.1", app_name=DEFAULT_APP_NAME,
-                 consent_autoclick_ms=None, verbose=False):
+                 consent_autoclick_ms=None, verbose=False, unique_emails=False):
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the sandbox binds to loopback only (127.0.0.1), not {host!r}")
         if businesses < 1:
@@ -507,6 +507,9 @@ class Sandbox:
         self.fault_rate = float(fault_rate)
         self.latency_ms = float(latency_ms)
         self.webhook_delay = float(webhook_delay)
+        # FreshBooks may take an email as a client's identity (unconfirmed): refuse a new client
+        # whose email an active client has, like such a FreshBooks would.
+        self.unique_emails = unique_emails
         self.consent_autoclick_ms = consent_autoclick_ms
         self.verbose = verbose
         self.seed = seed
@@ -1913,6 +1916,7 @@ value="deny"><button id="fb-deny" type="submit" class="deny">Deny</button></form
         with self.lock:
             try:
                 clean, ignored = self._validate_client(data)
+                self._check_email_free(account, clean.get("email"))
             except _HttpError as exc:
                 self._record_write("POST", None, account, body, exc.status, exc.payload)
                 raise
@@ -1921,6 +1925,16 @@ value="deny"><button id="fb-deny" type="submit" class="deny">Deny</button></form
             self._emit(account, "client.create", client["id"])
             return _json_response(200, {"response": {"result": {
                 "client": self._client_api_view(client)}}})
+
+    def _check_email_free(self, account, email_value):
+        email_value = (email_value or "").strip().lower()
+        if not self.unique_emails or not email_value:
+            return
+        for client in self._clients[account].values():
+            if client["vis_state"] == 0 and (client.get("email") or "").strip().lower() == \
+                    email_value:
+                raise _accounting_error(422, 1004, "A client with this email already exists.",
+                                        field="email", obj="client", value=email_value)
 
     def _api_update_client(self, request):
         account = self._account(request, "accounting")
