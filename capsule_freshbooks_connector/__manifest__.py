@@ -27,6 +27,7 @@
             "capsule_freshbooks_connector/static/tests/tours/*.js",
         ],
     },
+    "uninstall_hook": "uninstall_hook",
     "installable": True,
     "application": True,
 }

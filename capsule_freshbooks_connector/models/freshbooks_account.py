@@ -465,8 +465,10 @@ class FreshbooksAccount(models.Model):
             })
 
     def _check_admin(self):
+        """A Settings admin, acting on connections of the companies they work in."""
         if not self.env.su and not self.env.user.has_group("base.group_system"):
             raise AccessDenied()
+        self.check_access("write")
 
     def _update_webhook_state(self):
         for account in self:

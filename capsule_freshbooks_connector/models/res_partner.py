@@ -112,11 +112,23 @@ class ResPartner(models.Model):
     def write(self, vals):
         result = super().write(vals)
         if PUSHED_FIELDS.intersection(vals) and not self.env.context.get("freshbooks_no_push"):
+            # A shared contact edited from another company is not sent with that company's
+            # connection: the next edit made in its own company sends this change too.
+            allowed = self.env.companies if not self.env.su else None
             linked = self.sudo().filtered(
                 lambda p: p.freshbooks_client_id and p.freshbooks_account_id
-                and p.freshbooks_state != "deleted")
+                and p.freshbooks_state != "deleted"
+                and (allowed is None or p.freshbooks_account_id.company_id in allowed))
             linked._freshbooks_mark_pending()
         return result
+
+    def _freshbooks_check_access(self, operation):
+        """Refuse what the ORM would refuse, before any sudo: the contacts themselves, and
+        FreshBooks connections of companies the user is not working in."""
+        self.check_access(operation)
+        if not self.env.su and self.sudo().freshbooks_account_id.company_id - self.env.companies:
+            raise AccessError(self.env._("This contact is linked to the FreshBooks business of "
+                                         "a company you are not working in."))
 
     def unlink(self):
         # FreshBooks keeps the client: queue it so the next sync makes the contact again, unless
@@ -169,6 +181,7 @@ class ResPartner(models.Model):
         account = self._freshbooks_connected_account()
         if not account:
             raise UserError(self.env._("FreshBooks is not connected for %s.", self.env.company.name))
+        self._freshbooks_check_access("write")
         for partner in self:
             if partner.parent_id:
                 raise UserError(self.env._("%s belongs to a company: add the company to FreshBooks "
@@ -188,6 +201,7 @@ class ResPartner(models.Model):
         self.ensure_one()
         if not self.env.user.has_group(FRESHBOOKS_RIGHT):
             raise AccessError(self.env._("You are not allowed to refresh FreshBooks invoices."))
+        self._freshbooks_check_access("read")
         self.env["freshbooks.sync"]._refresh_partner_invoices(self.sudo())
         return True
 

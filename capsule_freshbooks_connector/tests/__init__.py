@@ -2,6 +2,7 @@ from . import test_mapping
 from . import test_sync
 from . import test_push
 from . import test_trust
+from . import test_company
 from . import test_faults
 from . import test_connect
 from . import test_invoices
