@@ -24,9 +24,35 @@ fb_is_root() { [[ $(id -u) -eq 0 ]]; }
 # The Python interpreter everything runs with.
 fb_python() { printf '%s\n' "${PYTHON:-python3}"; }
 
-# The command that runs Odoo (Odoo 18 has odoo/__main__.py), printed; run_odoo runs it.
-odoo_cmd() { printf '%s -m odoo\n' "$(fb_python)"; }
-run_odoo() { "$(fb_python)" -m odoo "$@"; }
+# The script that starts Odoo: odoo-bin of a source checkout, else the `odoo` script installed
+# beside the interpreter. Not `-m odoo`: the prefork server starts its websocket worker by running
+# sys.argv[0] again, which must be a script (odoo/__main__.py alone cannot be run).
+odoo_script() {
+    "$(fb_python)" - <<'EOF'
+import os
+import sys
+
+import odoo
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(odoo.__file__)))
+for path in (os.path.join(root, "odoo-bin"), os.path.join(os.path.dirname(sys.executable), "odoo")):
+    if os.path.isfile(path):
+        print(path)
+        sys.exit(0)
+sys.exit(1)
+EOF
+}
+
+# The command that runs Odoo, printed; run_odoo runs it.
+odoo_cmd() { printf '%s %s\n' "$(fb_python)" "$(odoo_script)"; }
+run_odoo() {
+    local script
+    script=$(odoo_script) || {
+        fb_error "found neither odoo-bin nor an odoo script for $(fb_python)"
+        return 1
+    }
+    "$(fb_python)" "$script" "$@"
+}
 
 # Runs "$@" as root: directly when we are root, else through sudo without a password prompt.
 fb_as_root() {
@@ -250,8 +276,12 @@ fb_install_odoo_into() {
     # Some pinned sdists still import pkg_resources while building.
     printf 'setuptools<70\n' >"$tmp/constraints.txt"
     fb_info "Installing Odoo's requirements with $py -m pip"
+    # Then a setuptools whose pkg_resources knows today's normalised distribution names: Odoo's
+    # websocket (gevent) worker looks its dependencies up through it, and the old one cannot find
+    # 'zope.interface' installed as 'zope_interface'. Still one with pkg_resources (before 80).
     PIP_CONSTRAINT="$tmp/constraints.txt" "$py" -m pip install -q -r "$tmp/requirements.txt" >&2 &&
-        PIP_CONSTRAINT="$tmp/constraints.txt" "$py" -m pip install -q --no-deps -e "$home" >&2 ||
+        PIP_CONSTRAINT="$tmp/constraints.txt" "$py" -m pip install -q --no-deps -e "$home" >&2 &&
+        "$py" -m pip install -q 'setuptools>=70,<80' >&2 ||
         rc=1
     rm -rf "$tmp"
     return $rc
@@ -261,9 +291,12 @@ ensure_odoo() {
     local py venv="$FB_CACHE/venv"
     py=$(fb_python)
     fb_has_odoo18 "$py" && return 0
-    # A previous run may have installed Odoo into our own virtual environment.
+    # A previous run may have installed Odoo into our own virtual environment (before the
+    # setuptools step below existed, too).
     if [[ -z ${PYTHON:-} ]] && fb_has_odoo18 "$venv/bin/python"; then
         export PYTHON="$venv/bin/python"
+        "$PYTHON" -c 'import pkg_resources; pkg_resources.require("gevent")' >/dev/null 2>&1 ||
+            "$PYTHON" -m pip install -q 'setuptools>=70,<80' >&2
         return 0
     fi
     if ! command -v "$py" >/dev/null 2>&1; then
