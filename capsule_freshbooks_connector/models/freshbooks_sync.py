@@ -170,7 +170,7 @@ class FreshbooksSync(models.AbstractModel):
                 self._sync_invoices(account, client, None if full else account.last_success_start,
                                     log)
                 self._push_partners(self._pending_partners(account), client=client, log=log)
-                self.env["freshbooks.webhook"]._ensure(account, client)
+                self.env["freshbooks.webhook"]._ensure(account, client, log)
                 values = {"last_success_start": now}
                 if full:
                     values["last_full_sync"] = now

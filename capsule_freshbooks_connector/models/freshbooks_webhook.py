@@ -26,21 +26,22 @@ class FreshbooksWebhook(models.Model):
     verified = fields.Boolean()
 
     @api.model
-    def _ensure(self, account, client):
-        """Register the callbacks this account lacks; costs no request once settled."""
+    def _ensure(self, account, client, log):
+        """Register the callbacks this account lacks; costs no request once settled. Why
+        webhooks cannot work goes on the run's log: the account shows it from there."""
         if account.webhook_state in ("active", "unavailable") or \
-                not self._webhooks_possible(account):
-            return  # "Sync now" turns "unavailable" back into "none" to try again
+                not self._webhooks_possible(account, log):
+            return  # "Sync now" voids an "unavailable" verdict to try again
         hooks = self.sudo().search([("account_id", "=", account.id)])
         waiting = hooks.filtered(lambda h: not h.verified)
         if waiting:
             if min(waiting.mapped("create_date")) > fields.Datetime.now() - VERIFY_GRACE:
                 return  # FreshBooks is still confirming
             self._remove_all(account)
-            account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
+            log.webhook_note = self.env._(
                 "FreshBooks could not reach Odoo at %s to confirm instant updates. The "
                 "scheduled sync keeps contacts and invoices up to date; Sync now tries again.",
-                account._webhook_uri())})
+                account._webhook_uri())
             return
         uri = account._webhook_uri()
         try:
@@ -51,20 +52,18 @@ class FreshbooksWebhook(models.Model):
                 # FreshBooks posts the verifier to us at once: our row must be visible by then.
                 self.env["freshbooks.sync"]._commit()
         except FreshBooksError as error:
-            account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
+            log.webhook_note = self.env._(
                 "FreshBooks did not accept the webhooks (%s). The scheduled sync keeps "
-                "contacts and invoices up to date.", error)})
-            return
-        account._update_webhook_state()
+                "contacts and invoices up to date.", error)
 
     @api.model
-    def _webhooks_possible(self, account):
+    def _webhooks_possible(self, account, log):
         if account._webhooks_reachable():
             return True
-        account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
+        log.webhook_note = self.env._(
             "Odoo's address (%s) cannot be reached from the internet, so FreshBooks cannot send "
             "instant updates. The scheduled sync keeps contacts and invoices up to date.",
-            account._base_url() or self.env._("not set"))})
+            account._base_url() or self.env._("not set"))
         return False
 
     @api.model
@@ -93,7 +92,6 @@ class FreshbooksWebhook(models.Model):
                 hook.verifier = False
                 return
             hook.verified = True
-            account._update_webhook_state()
 
     @api.model
     def _account_for_delivery(self, fields_, raw_body, signature):

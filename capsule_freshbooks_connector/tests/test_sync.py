@@ -235,7 +235,6 @@ class TestWebhookRegistration(FreshbooksCase):
     def test_unconfirmed_webhooks_are_given_up_then_retried_on_sync_now(self):
         Webhook = self.env["freshbooks.webhook"]
         Webhook.search([]).write({"verified": False})
-        self.account.webhook_state = "pending"
         self.env.flush_all()
         self.env.cr.execute("UPDATE freshbooks_webhook SET create_date = "
                             "now() at time zone 'UTC' - interval '1 hour'")

@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+from unittest.mock import patch
 from urllib.parse import urlencode
 
 from odoo.tests import HttpCase, tagged
@@ -17,21 +19,41 @@ class TestWebhooks(HttpCase):
         self.account = connect_account(self.env, self.sandbox)
         self.Sync = self.env["freshbooks.sync"]
 
+    def new_log(self):
+        return self.env["freshbooks.sync.log"].create(
+            {"account_id": self.account.id, "kind": "incremental"})
+
+    @contextmanager
+    def account_writes(self):
+        """Every write on freshbooks.account meanwhile, from any thread."""
+        Account = self.registry["freshbooks.account"]
+        write, writes = Account.write, []
+
+        def spy(records, vals):
+            writes.append(dict(vals))
+            return write(records, vals)
+
+        with patch.object(Account, "write", spy):
+            yield writes
+
     def register(self):
         """Register the callbacks and complete FreshBooks' handshake, as connect does."""
         Webhook = self.env["freshbooks.webhook"]
-        Webhook._ensure(self.account, self.account._get_client())
+        Webhook._ensure(self.account, self.account._get_client(), self.new_log())
         hooks = Webhook.search([("account_id", "=", self.account.id)])
         self.assertEqual(len(hooks), 6)
-        # Wait on the sandbox, not the database: the server thread shares this test's cursor.
-        self.sandbox.wait_verifications(6, timeout=10)
-        self.env.invalidate_all()
-        self.assertTrue(all(hooks.sudo().mapped("verifier")))
-        # Post-commit work does not run under the test cursor: run it as the commit would.
-        self.env.flush_all()
-        for hook in hooks:
-            Webhook._confirm_after_commit(hook.id)
-        self.env.invalidate_all()
+        self.assertEqual(self.account.webhook_state, "pending")
+        with self.account_writes() as writes:
+            # Wait on the sandbox, not the database: the server thread shares this test's cursor.
+            self.sandbox.wait_verifications(6, timeout=10)
+            self.env.invalidate_all()
+            self.assertTrue(all(hooks.sudo().mapped("verifier")))
+            # Post-commit work does not run under the test cursor: run it as the commit would.
+            self.env.flush_all()
+            for hook in hooks:
+                Webhook._confirm_after_commit(hook.id)
+            self.env.invalidate_all()
+        self.handshake_account_writes = writes
         self.assertTrue(all(hooks.mapped("verified")))
         self.assertEqual(self.account.webhook_state, "active")
         return hooks
@@ -122,10 +144,38 @@ class TestWebhooks(HttpCase):
         self.assertEqual(self.post(huge, verifier=verifier).status_code, 413)
         self.assertFalse(self.queue())
 
+    def test_handshakes_make_webhooks_active_without_writing_the_account(self):
+        self.register()
+        self.assertEqual(self.account.webhook_state, "active")
+        self.assertIn("as they happen", self.account.webhook_message)
+        self.assertEqual(self.handshake_account_writes, [],
+                         "the sync writes the connection row; the handshakes never do")
+
     def test_unreachable_odoo_says_so(self):
         self.env["ir.config_parameter"].set_param("capsule_freshbooks_connector.api_url",
                                                   "https://api.freshbooks.com")
         self.env["ir.config_parameter"].set_param("web.base.url", "http://localhost:8069")
-        self.env["freshbooks.webhook"]._ensure(self.account, None)
+        self.env["freshbooks.webhook"]._ensure(self.account, None, self.new_log())
         self.assertEqual(self.account.webhook_state, "unavailable")
         self.assertIn("cannot be reached", self.account.webhook_message)
+
+    def test_sync_now_tries_an_unreachable_odoo_again(self):
+        self.env["ir.config_parameter"].set_param("capsule_freshbooks_connector.api_url",
+                                                  "https://api.freshbooks.com")
+        self.env["ir.config_parameter"].set_param("web.base.url", "http://localhost:8069")
+        Webhook = self.env["freshbooks.webhook"]
+        first = self.new_log()
+        Webhook._ensure(self.account, None, first)
+        self.assertEqual(self.account.webhook_state, "unavailable")
+        self.assertIn("cannot be reached", first.webhook_note)
+        self.assertEqual(self.account.webhook_message, first.webhook_note)
+        settled = self.new_log()
+        Webhook._ensure(self.account, None, settled)
+        self.assertFalse(settled.webhook_note, "settled: the next run does not look again")
+        self.assertEqual(self.account.webhook_state, "unavailable")
+
+        self.account.action_sync_now()
+        self.assertEqual(self.account.webhook_state, "none")
+        again = self.new_log()
+        Webhook._ensure(self.account, None, again)
+        self.assertIn("cannot be reached", again.webhook_note, "the next run looks again")
