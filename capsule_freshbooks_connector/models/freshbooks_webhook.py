@@ -2,6 +2,7 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
+from odoo.exceptions import UserError
 
 from ..freshbooks import FreshBooksError, NotFoundError, verify_webhook
 
@@ -9,6 +10,8 @@ _logger = logging.getLogger(__name__)
 
 # How long FreshBooks may take to confirm a new callback before we stop waiting for it.
 VERIFY_GRACE = timedelta(minutes=10)
+# Handshakes are unsigned and each costs a request to FreshBooks: a callback takes this many.
+MAX_VERIFY_ATTEMPTS = 3
 EVENTS = ("client.create", "client.update", "client.delete",
           "invoice.create", "invoice.update", "invoice.delete")
 
@@ -22,8 +25,11 @@ class FreshbooksWebhook(models.Model):
     account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
     callback_ref = fields.Char("FreshBooks callback ID", required=True, index=True)
     event = fields.Char(required=True)
-    verifier = fields.Char(groups="base.group_system")
+    verifier = fields.Char(groups="base.group_system", help="Confirmed by FreshBooks.")
     verified = fields.Boolean()
+    # A handshake's verifier, kept apart until FreshBooks confirms it: anyone can post one.
+    pending_verifier = fields.Char(groups="base.group_system", copy=False)
+    verify_attempts = fields.Integer(default=0, copy=False)
 
     @api.model
     def _ensure(self, account, client, log):
@@ -67,31 +73,43 @@ class FreshbooksWebhook(models.Model):
         return False
 
     @api.model
-    def _receive_verifier(self, callback_ref, verifier):
-        """FreshBooks' handshake: keep the verifier and confirm it back after commit."""
-        hook = self.sudo().search([("callback_ref", "=", str(callback_ref)),
-                                   ("verified", "=", False)], limit=1)
+    def _receive_verifier(self, callback_ref, verifier, fb_account_id=None):
+        """FreshBooks' handshake: keep the candidate verifier and confirm it back after commit.
+
+        Only a callback waiting for one takes it (not verified, no confirmation in flight, few
+        tries so far, the business named matches): anything else is refused without asking
+        FreshBooks, so forged handshakes cost no request."""
+        domain = [("callback_ref", "=", str(callback_ref)), ("verified", "=", False),
+                  ("pending_verifier", "=", False),
+                  ("verify_attempts", "<", MAX_VERIFY_ATTEMPTS)]
+        if fb_account_id:
+            domain.append(("account_id.fb_account_id", "=", fb_account_id))
+        hook = self.sudo().search(domain, limit=1)
         if not hook or not verifier:
             return False
-        hook.verifier = verifier
+        # Two handshakes at once both write this row: one of them fails and is retried, refused.
+        hook.write({"pending_verifier": verifier, "verify_attempts": hook.verify_attempts + 1})
         self.env.cr.postcommit.add(lambda: self._confirm_after_commit(hook.id))
         return True
 
     def _confirm_after_commit(self, hook_id):
+        """Writes the callback's row only: the connection row is the sync's."""
         with self.pool.cursor() as cr:
             env = api.Environment(cr, self.env.uid, {})
             hook = env[self._name].sudo().browse(hook_id).exists()
-            if not hook or hook.verified:
+            if not hook or hook.verified or not hook.pending_verifier:
                 return
             account = hook.account_id
             try:
                 client = account._get_client(max_retries=1)
-                client.verify_callback(account.fb_account_id, hook.callback_ref, hook.verifier)
-            except FreshBooksError as error:
+                client.verify_callback(account.fb_account_id, hook.callback_ref,
+                                       hook.pending_verifier)
+            except (FreshBooksError, UserError) as error:
                 _logger.warning("FreshBooks webhook verification failed: %s", error)
-                hook.verifier = False
+                hook.pending_verifier = False
                 return
-            hook.verified = True
+            hook.write({"verifier": hook.pending_verifier, "pending_verifier": False,
+                        "verified": True})
 
     @api.model
     def _account_for_delivery(self, fields_, raw_body, signature):
@@ -103,8 +121,9 @@ class FreshbooksWebhook(models.Model):
             [("fb_account_id", "=", fb_account_id), ("state", "=", "connected")], limit=1)
         if not account:
             return None
-        hooks = self.sudo().search([("account_id", "=", account.id), ("verifier", "!=", False)])
-        # Any of the account's verifiers may have signed it: one per callback.
+        hooks = self.sudo().search([("account_id", "=", account.id), ("verified", "=", True),
+                                    ("verifier", "!=", False)])
+        # Any of the account's confirmed verifiers may have signed it: one per callback.
         valid = [verify_webhook(h.verifier, raw_body, signature) for h in hooks]
         return account if any(valid) else None
 

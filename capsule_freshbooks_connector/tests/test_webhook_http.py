@@ -18,6 +18,8 @@ class TestWebhooks(HttpCase):
         self.sandbox = start_sandbox(self)
         self.account = connect_account(self.env, self.sandbox)
         self.Sync = self.env["freshbooks.sync"]
+        # Committed, as far as the HTTP worker can tell.
+        self.env.flush_all()
 
     def new_log(self):
         return self.env["freshbooks.sync.log"].create(
@@ -47,13 +49,16 @@ class TestWebhooks(HttpCase):
             # Wait on the sandbox, not the database: the server thread shares this test's cursor.
             self.sandbox.wait_verifications(6, timeout=10)
             self.env.invalidate_all()
-            self.assertTrue(all(hooks.sudo().mapped("verifier")))
+            self.assertTrue(all(hooks.sudo().mapped("pending_verifier")))
+            self.assertFalse(any(hooks.sudo().mapped("verifier")), "not before FreshBooks confirms")
             # Post-commit work does not run under the test cursor: run it as the commit would.
             self.env.flush_all()
             for hook in hooks:
                 Webhook._confirm_after_commit(hook.id)
             self.env.invalidate_all()
         self.handshake_account_writes = writes
+        self.assertTrue(all(hooks.sudo().mapped("verifier")))
+        self.assertFalse(any(hooks.sudo().mapped("pending_verifier")))
         self.assertTrue(all(hooks.mapped("verified")))
         self.assertEqual(self.account.webhook_state, "active")
         return hooks
@@ -66,6 +71,14 @@ class TestWebhooks(HttpCase):
         if signature is not None:
             headers[SIGNATURE] = signature
         return self.url_open("/freshbooks/webhook", data=body, headers=headers)
+
+    def handshake(self, callback_ref, verifier, account_id=None):
+        self.env.flush_all()
+        fields = [("name", "callback.verify"), ("object_id", str(callback_ref)),
+                  ("verifier", verifier), ("account_id", account_id or self.account.fb_account_id)]
+        status = self.post(fields).status_code
+        self.env.invalidate_all()
+        return status
 
     def delivery(self, name, object_id, account_id=None):
         return [("name", name), ("object_id", str(object_id)), ("user_id", "1"),
@@ -179,3 +192,48 @@ class TestWebhooks(HttpCase):
         again = self.new_log()
         Webhook._ensure(self.account, None, again)
         self.assertIn("cannot be reached", again.webhook_note, "the next run looks again")
+
+    def test_forged_handshakes_are_refused_without_asking_freshbooks(self):
+        hooks = self.register()
+        verifier = hooks[0].sudo().verifier
+        self.sandbox.reset_counters()
+        self.assertEqual(self.handshake(hooks[0].callback_ref, "attacker"), 404, "already verified")
+        self.assertEqual(self.handshake("999999", "attacker"), 404, "not one of ours")
+        self.assertEqual(self.sandbox.request_count(), 0)
+        self.assertEqual(hooks[0].sudo().verifier, verifier)
+        self.assertFalse(hooks[0].sudo().pending_verifier)
+
+    def test_a_handshake_is_taken_only_by_a_callback_waiting_for_one(self):
+        # A callback FreshBooks does not know: every confirmation of it fails.
+        hook = self.env["freshbooks.webhook"].create(
+            {"account_id": self.account.id, "event": "client.create", "callback_ref": "424242"})
+        self.assertEqual(self.handshake(hook.callback_ref, "guess", account_id="NOTOURS"), 404,
+                         "another business's callback")
+        self.assertEqual(self.sandbox.request_count(), 0)
+        for attempt in range(3):
+            self.assertEqual(self.handshake(hook.callback_ref, f"guess-{attempt}"), 200)
+            self.assertEqual(hook.sudo().pending_verifier, f"guess-{attempt}")
+            self.assertEqual(self.handshake(hook.callback_ref, "another guess"), 404,
+                             "a confirmation is in flight")
+            self.assertEqual(self.sandbox.request_count(), attempt, "nothing asked yet")
+            with self.assertLogs("odoo.addons.capsule_freshbooks_connector", "WARNING"):
+                self.env["freshbooks.webhook"]._confirm_after_commit(hook.id)
+            self.env.invalidate_all()
+            self.assertEqual(self.sandbox.request_count(), attempt + 1)
+            self.assertFalse(hook.sudo().pending_verifier, "FreshBooks refused it: cleared")
+            self.assertFalse(hook.verified or hook.sudo().verifier)
+        self.assertEqual(self.handshake(hook.callback_ref, "guess-4"), 404, "too many tries")
+        self.assertEqual(self.sandbox.request_count(), 3)
+
+    def test_delivery_signed_with_an_unconfirmed_verifier_is_refused(self):
+        Webhook = self.env["freshbooks.webhook"]
+        Webhook._ensure(self.account, self.account._get_client(), self.new_log())
+        self.sandbox.wait_verifications(6, timeout=10)
+        self.env.invalidate_all()
+        hooks = Webhook.search([("account_id", "=", self.account.id)])
+        # The handshakes arrived; FreshBooks has not confirmed them (post-commit work).
+        candidate = hooks[0].sudo().pending_verifier
+        self.assertTrue(candidate)
+        fields = self.delivery("client.create", 1)
+        self.assertEqual(self.post(fields, verifier=candidate).status_code, 403)
+        self.assertFalse(self.queue())
