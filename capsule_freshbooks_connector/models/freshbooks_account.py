@@ -91,8 +91,9 @@ class FreshbooksAccount(models.Model):
          ("active", "Active"), ("unavailable", "Unavailable")], compute="_compute_webhook_state")
     webhook_message = fields.Char(compute="_compute_webhook_state")
     webhook_retry_at = fields.Datetime(
-        copy=False, help="When an admin last asked to try FreshBooks webhooks again (Sync now): "
-        "what earlier syncs concluded about them no longer counts.")
+        "FreshBooks webhooks retried at", copy=False,
+        help="When an admin last asked to try FreshBooks webhooks again (Sync now): what earlier "
+        "syncs concluded about them no longer counts.")
     webhook_ids = fields.One2many("freshbooks.webhook", "account_id")
     sync_log_ids = fields.One2many("freshbooks.sync.log", "account_id")
 

@@ -28,8 +28,9 @@ class FreshbooksWebhook(models.Model):
     verifier = fields.Char(groups="base.group_system", help="Confirmed by FreshBooks.")
     verified = fields.Boolean()
     # A handshake's verifier, kept apart until FreshBooks confirms it: anyone can post one.
-    pending_verifier = fields.Char(groups="base.group_system", copy=False)
-    verify_attempts = fields.Integer(default=0, copy=False)
+    pending_verifier = fields.Char("Verifier awaiting FreshBooks' confirmation",
+                                   groups="base.group_system", copy=False)
+    verify_attempts = fields.Integer("Verification attempts", default=0, copy=False)
 
     @api.model
     def _ensure(self, account, client, log):
