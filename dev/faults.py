@@ -39,11 +39,12 @@ CLIENTS, INVOICES, SEED, LATENCY_MS = 600, 1, 3, 15
 LOCK_NAMESPACE = 0x4642  # freshbooks_sync.LOCK_NAMESPACE
 TIMEOUT = 120  # seconds any one process may take
 
-# Connects the company to the sandbox as dev/bench.py does. Webhooks are left out: nothing here
-# listens for the sandbox's calls.
+# Connects the company to the sandbox as dev/bench.py does. Webhooks count as registered:
+# nothing here listens for the sandbox's calls.
 CONNECT = """
 import json, urllib.request
 from datetime import datetime
+from odoo.addons.{module}.models.freshbooks_webhook import EVENTS
 url = {url!r}
 ICP = env["ir.config_parameter"].sudo()
 for key in ("api_url", "auth_url", "web_url"):
@@ -58,8 +59,10 @@ account.write({{
     "access_token": grant["access_token"], "refresh_token": grant["refresh_token"],
     "token_expiry": datetime.utcfromtimestamp(grant["created_at"] + grant["expires_in"]),
     "fb_account_id": grant.get("account_id") or "SBX001", "fb_business_name": "Sandbox",
-    "webhook_state": "unavailable",
 }})
+env["freshbooks.webhook"].create([
+    {{"account_id": account.id, "event": event, "callback_ref": str(n), "verified": True}}
+    for n, event in enumerate(EVENTS)])
 env.cr.commit()
 print("FAULTS_CONNECTED", account.id, flush=True)
 """

@@ -90,7 +90,8 @@ class FreshbooksController(http.Controller):
         if "verifier" in fields_ and fields_.get("object_id"):
             # The handshake after we registered a callback: unsigned by design; the verifier is
             # only trusted once FreshBooks accepts it back.
-            if Webhook._receive_verifier(fields_["object_id"], fields_["verifier"]):
+            if Webhook._receive_verifier(fields_["object_id"], fields_["verifier"],
+                                         fields_.get("account_id")):
                 return request.make_response("ok")
             raise NotFound()
         name, object_id = fields_.get("name", ""), fields_.get("object_id", "")

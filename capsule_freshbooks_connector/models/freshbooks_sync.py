@@ -244,7 +244,7 @@ class FreshbooksSync(models.AbstractModel):
             self._process_queue(account, api_client, log)
             self._sync_invoices(account, api_client, None if full else last_success, log)
             self._push_partners(self._pending_partners(account), api_client=api_client, log=log)
-            self.env["freshbooks.webhook"]._ensure(account, api_client)
+            self.env["freshbooks.webhook"]._ensure(account, api_client, log)
         account.invalidate_recordset()
         return run and run.log
 

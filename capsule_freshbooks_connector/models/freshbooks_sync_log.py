@@ -35,6 +35,9 @@ class FreshbooksSyncLog(models.Model):
     invoices_updated = fields.Integer()
     invoices_removed = fields.Integer()
     line_ids = fields.One2many("freshbooks.sync.log.line", "log_id", string="Details")
+    webhook_note = fields.Char(
+        "FreshBooks webhooks unavailable",
+        help="Why this run gave up FreshBooks webhooks; Sync now tries them again.")
 
     def _count(self, key, n=1):
         self.ensure_one()

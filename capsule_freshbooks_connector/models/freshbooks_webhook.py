@@ -2,6 +2,7 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
+from odoo.exceptions import UserError
 
 from ..freshbooks import FreshBooksError, NotFoundError, verify_webhook
 
@@ -9,6 +10,8 @@ _logger = logging.getLogger(__name__)
 
 # How long FreshBooks may take to confirm a new callback before we stop waiting for it.
 VERIFY_GRACE = timedelta(minutes=10)
+# Handshakes are unsigned and each costs a request to FreshBooks: a callback takes this many.
+MAX_VERIFY_ATTEMPTS = 3
 EVENTS = ("client.create", "client.update", "client.delete",
           "invoice.create", "invoice.update", "invoice.delete")
 
@@ -22,25 +25,30 @@ class FreshbooksWebhook(models.Model):
     account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
     callback_ref = fields.Char("FreshBooks callback ID", required=True, index=True)
     event = fields.Char(required=True)
-    verifier = fields.Char(groups="base.group_system")
+    verifier = fields.Char(groups="base.group_system", help="Confirmed by FreshBooks.")
     verified = fields.Boolean()
+    # A handshake's verifier, kept apart until FreshBooks confirms it: anyone can post one.
+    pending_verifier = fields.Char("Verifier awaiting FreshBooks' confirmation",
+                                   groups="base.group_system", copy=False)
+    verify_attempts = fields.Integer("Verification attempts", default=0, copy=False)
 
     @api.model
-    def _ensure(self, account, client):
-        """Register the callbacks this account lacks; costs no request once settled."""
+    def _ensure(self, account, client, log):
+        """Register the callbacks this account lacks; costs no request once settled. Why
+        webhooks cannot work goes on the run's log: the account shows it from there."""
         if account.webhook_state in ("active", "unavailable") or \
-                not self._webhooks_possible(account):
-            return  # "Sync now" turns "unavailable" back into "none" to try again
+                not self._webhooks_possible(account, log):
+            return  # "Sync now" voids an "unavailable" verdict to try again
         hooks = self.sudo().search([("account_id", "=", account.id)])
         waiting = hooks.filtered(lambda h: not h.verified)
         if waiting:
             if min(waiting.mapped("create_date")) > fields.Datetime.now() - VERIFY_GRACE:
                 return  # FreshBooks is still confirming
             self._remove_all(account)
-            account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
+            log.webhook_note = self.env._(
                 "FreshBooks could not reach Odoo at %s to confirm instant updates. The "
                 "scheduled sync keeps contacts and invoices up to date; Sync now tries again.",
-                account._webhook_uri())})
+                account._webhook_uri())
             return
         uri = account._webhook_uri()
         try:
@@ -51,49 +59,58 @@ class FreshbooksWebhook(models.Model):
                 # FreshBooks posts the verifier to us at once: our row must be visible by then.
                 self.env["freshbooks.sync"]._commit()
         except FreshBooksError as error:
-            account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
+            log.webhook_note = self.env._(
                 "FreshBooks did not accept the webhooks (%s). The scheduled sync keeps "
-                "contacts and invoices up to date.", error)})
-            return
-        account._update_webhook_state()
+                "contacts and invoices up to date.", error)
 
     @api.model
-    def _webhooks_possible(self, account):
+    def _webhooks_possible(self, account, log):
         if account._webhooks_reachable():
             return True
-        account.write({"webhook_state": "unavailable", "webhook_message": self.env._(
+        log.webhook_note = self.env._(
             "Odoo's address (%s) cannot be reached from the internet, so FreshBooks cannot send "
             "instant updates. The scheduled sync keeps contacts and invoices up to date.",
-            account._base_url() or self.env._("not set"))})
+            account._base_url() or self.env._("not set"))
         return False
 
     @api.model
-    def _receive_verifier(self, callback_ref, verifier):
-        """FreshBooks' handshake: keep the verifier and confirm it back after commit."""
-        hook = self.sudo().search([("callback_ref", "=", str(callback_ref)),
-                                   ("verified", "=", False)], limit=1)
+    def _receive_verifier(self, callback_ref, verifier, fb_account_id=None):
+        """FreshBooks' handshake: keep the candidate verifier and confirm it back after commit.
+
+        Only a callback waiting for one takes it (not verified, no confirmation in flight, few
+        tries so far, the business named matches): anything else is refused without asking
+        FreshBooks, so forged handshakes cost no request."""
+        domain = [("callback_ref", "=", str(callback_ref)), ("verified", "=", False),
+                  ("pending_verifier", "=", False),
+                  ("verify_attempts", "<", MAX_VERIFY_ATTEMPTS)]
+        if fb_account_id:
+            domain.append(("account_id.fb_account_id", "=", fb_account_id))
+        hook = self.sudo().search(domain, limit=1)
         if not hook or not verifier:
             return False
-        hook.verifier = verifier
+        # Two handshakes at once both write this row: one of them fails and is retried, refused.
+        hook.write({"pending_verifier": verifier, "verify_attempts": hook.verify_attempts + 1})
         self.env.cr.postcommit.add(lambda: self._confirm_after_commit(hook.id))
         return True
 
     def _confirm_after_commit(self, hook_id):
+        """Writes the callback's row only: the connection row is the sync's."""
         with self.pool.cursor() as cr:
             env = api.Environment(cr, self.env.uid, {})
             hook = env[self._name].sudo().browse(hook_id).exists()
-            if not hook or hook.verified:
+            if not hook or hook.verified or not hook.pending_verifier:
                 return
             account = hook.account_id
             try:
                 client = account._get_client(max_retries=1)
-                client.verify_callback(account.fb_account_id, hook.callback_ref, hook.verifier)
-            except FreshBooksError as error:
+                client.verify_callback(account.fb_account_id, hook.callback_ref,
+                                       hook.pending_verifier)
+            except (FreshBooksError, UserError) as error:
                 _logger.warning("FreshBooks webhook verification failed: %s", error)
-                hook.verifier = False
+                hook.pending_verifier = False
                 return
-            hook.verified = True
-            account._update_webhook_state()
+            hook.write({"verifier": hook.pending_verifier, "pending_verifier": False,
+                        "verified": True})
 
     @api.model
     def _account_for_delivery(self, fields_, raw_body, signature):
@@ -105,8 +122,9 @@ class FreshbooksWebhook(models.Model):
             [("fb_account_id", "=", fb_account_id), ("state", "=", "connected")], limit=1)
         if not account:
             return None
-        hooks = self.sudo().search([("account_id", "=", account.id), ("verifier", "!=", False)])
-        # Any of the account's verifiers may have signed it: one per callback.
+        hooks = self.sudo().search([("account_id", "=", account.id), ("verified", "=", True),
+                                    ("verifier", "!=", False)])
+        # Any of the account's confirmed verifiers may have signed it: one per callback.
         valid = [verify_webhook(h.verifier, raw_body, signature) for h in hooks]
         return account if any(valid) else None
 

@@ -62,7 +62,6 @@ def mark_webhooks_registered(env, account):
     env["freshbooks.webhook"].create([
         {"account_id": account.id, "event": event, "callback_ref": str(n),
          "verifier": "test-verifier", "verified": True} for n, event in enumerate(EVENTS)])
-    account.webhook_state = "active"
 
 
 class FreshbooksCase(TransactionCase):

@@ -235,7 +235,6 @@ class TestWebhookRegistration(FreshbooksCase):
     def test_unconfirmed_webhooks_are_given_up_then_retried_on_sync_now(self):
         Webhook = self.env["freshbooks.webhook"]
         Webhook.search([]).write({"verified": False})
-        self.account.webhook_state = "pending"
         self.env.flush_all()
         self.env.cr.execute("UPDATE freshbooks_webhook SET create_date = "
                             "now() at time zone 'UTC' - interval '1 hour'")
@@ -251,6 +250,19 @@ class TestWebhookRegistration(FreshbooksCase):
         self.assertEqual(self.account.webhook_state, "none")
         self.sync()
         self.assertEqual(len(Webhook.search([])), 6, "registered again")
+
+    def test_a_new_connection_tries_webhooks_again(self):
+        self.env["ir.config_parameter"].set_param("web.base.url", "http://localhost:8069")
+        self.env["ir.config_parameter"].set_param("capsule_freshbooks_connector.api_url",
+                                                  "https://api.freshbooks.com")
+        self.env["freshbooks.webhook"].search([]).unlink()
+        log = self.env["freshbooks.sync.log"].create(
+            {"account_id": self.account.id, "kind": "incremental"})
+        self.env["freshbooks.webhook"]._ensure(self.account, None, log)
+        self.assertEqual(self.account.webhook_state, "unavailable")
+        # Disconnected, then connected again (to this business or another) after that run.
+        self.account.connected_at = log.create_date + timedelta(seconds=1)
+        self.assertEqual(self.account.webhook_state, "none")
 
 
 @tagged("post_install", "-at_install")

@@ -29,7 +29,6 @@ class TestWebhookFlood(HttpCase):
         self.hooks = self.env["freshbooks.webhook"].create([
             {"account_id": self.account.id, "event": event, "callback_ref": str(7000 + n),
              "verifier": f"flood-verifier-{n}", "verified": True} for n, event in enumerate(EVENTS)])
-        self.account.webhook_state = "active"
         self.verifiers = [f"flood-verifier-{n}" for n in range(len(EVENTS))]
         self.env.flush_all()
 

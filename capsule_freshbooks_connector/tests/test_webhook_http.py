@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+from unittest.mock import patch
 from urllib.parse import urlencode
 
 from odoo.tests import HttpCase, tagged
@@ -16,22 +18,47 @@ class TestWebhooks(HttpCase):
         self.sandbox = start_sandbox(self)
         self.account = connect_account(self.env, self.sandbox)
         self.Sync = self.env["freshbooks.sync"]
+        # Committed, as far as the HTTP worker can tell.
+        self.env.flush_all()
+
+    def new_log(self):
+        return self.env["freshbooks.sync.log"].create(
+            {"account_id": self.account.id, "kind": "incremental"})
+
+    @contextmanager
+    def account_writes(self):
+        """Every write on freshbooks.account meanwhile, from any thread."""
+        Account = self.registry["freshbooks.account"]
+        write, writes = Account.write, []
+
+        def spy(records, vals):
+            writes.append(dict(vals))
+            return write(records, vals)
+
+        with patch.object(Account, "write", spy):
+            yield writes
 
     def register(self):
         """Register the callbacks and complete FreshBooks' handshake, as connect does."""
         Webhook = self.env["freshbooks.webhook"]
-        Webhook._ensure(self.account, self.account._get_client())
+        Webhook._ensure(self.account, self.account._get_client(), self.new_log())
         hooks = Webhook.search([("account_id", "=", self.account.id)])
         self.assertEqual(len(hooks), 6)
-        # Wait on the sandbox, not the database: the server thread shares this test's cursor.
-        self.sandbox.wait_verifications(6, timeout=10)
-        self.env.invalidate_all()
+        self.assertEqual(self.account.webhook_state, "pending")
+        with self.account_writes() as writes:
+            # Wait on the sandbox, not the database: the server thread shares this test's cursor.
+            self.sandbox.wait_verifications(6, timeout=10)
+            self.env.invalidate_all()
+            self.assertTrue(all(hooks.sudo().mapped("pending_verifier")))
+            self.assertFalse(any(hooks.sudo().mapped("verifier")), "not before FreshBooks confirms")
+            # Post-commit work does not run under the test cursor: run it as the commit would.
+            self.env.flush_all()
+            for hook in hooks:
+                Webhook._confirm_after_commit(hook.id)
+            self.env.invalidate_all()
+        self.handshake_account_writes = writes
         self.assertTrue(all(hooks.sudo().mapped("verifier")))
-        # Post-commit work does not run under the test cursor: run it as the commit would.
-        self.env.flush_all()
-        for hook in hooks:
-            Webhook._confirm_after_commit(hook.id)
-        self.env.invalidate_all()
+        self.assertFalse(any(hooks.sudo().mapped("pending_verifier")))
         self.assertTrue(all(hooks.mapped("verified")))
         self.assertEqual(self.account.webhook_state, "active")
         return hooks
@@ -44,6 +71,14 @@ class TestWebhooks(HttpCase):
         if signature is not None:
             headers[SIGNATURE] = signature
         return self.url_open("/freshbooks/webhook", data=body, headers=headers)
+
+    def handshake(self, callback_ref, verifier, account_id=None):
+        self.env.flush_all()
+        fields = [("name", "callback.verify"), ("object_id", str(callback_ref)),
+                  ("verifier", verifier), ("account_id", account_id or self.account.fb_account_id)]
+        status = self.post(fields).status_code
+        self.env.invalidate_all()
+        return status
 
     def delivery(self, name, object_id, account_id=None):
         return [("name", name), ("object_id", str(object_id)), ("user_id", "1"),
@@ -122,10 +157,83 @@ class TestWebhooks(HttpCase):
         self.assertEqual(self.post(huge, verifier=verifier).status_code, 413)
         self.assertFalse(self.queue())
 
+    def test_handshakes_make_webhooks_active_without_writing_the_account(self):
+        self.register()
+        self.assertEqual(self.account.webhook_state, "active")
+        self.assertIn("as they happen", self.account.webhook_message)
+        self.assertEqual(self.handshake_account_writes, [],
+                         "the sync writes the connection row; the handshakes never do")
+
     def test_unreachable_odoo_says_so(self):
         self.env["ir.config_parameter"].set_param("capsule_freshbooks_connector.api_url",
                                                   "https://api.freshbooks.com")
         self.env["ir.config_parameter"].set_param("web.base.url", "http://localhost:8069")
-        self.env["freshbooks.webhook"]._ensure(self.account, None)
+        self.env["freshbooks.webhook"]._ensure(self.account, None, self.new_log())
         self.assertEqual(self.account.webhook_state, "unavailable")
         self.assertIn("cannot be reached", self.account.webhook_message)
+
+    def test_sync_now_tries_an_unreachable_odoo_again(self):
+        self.env["ir.config_parameter"].set_param("capsule_freshbooks_connector.api_url",
+                                                  "https://api.freshbooks.com")
+        self.env["ir.config_parameter"].set_param("web.base.url", "http://localhost:8069")
+        Webhook = self.env["freshbooks.webhook"]
+        first = self.new_log()
+        Webhook._ensure(self.account, None, first)
+        self.assertEqual(self.account.webhook_state, "unavailable")
+        self.assertIn("cannot be reached", first.webhook_note)
+        self.assertEqual(self.account.webhook_message, first.webhook_note)
+        settled = self.new_log()
+        Webhook._ensure(self.account, None, settled)
+        self.assertFalse(settled.webhook_note, "settled: the next run does not look again")
+        self.assertEqual(self.account.webhook_state, "unavailable")
+
+        self.account.action_sync_now()
+        self.assertEqual(self.account.webhook_state, "none")
+        again = self.new_log()
+        Webhook._ensure(self.account, None, again)
+        self.assertIn("cannot be reached", again.webhook_note, "the next run looks again")
+
+    def test_forged_handshakes_are_refused_without_asking_freshbooks(self):
+        hooks = self.register()
+        verifier = hooks[0].sudo().verifier
+        self.sandbox.reset_counters()
+        self.assertEqual(self.handshake(hooks[0].callback_ref, "attacker"), 404, "already verified")
+        self.assertEqual(self.handshake("999999", "attacker"), 404, "not one of ours")
+        self.assertEqual(self.sandbox.request_count(), 0)
+        self.assertEqual(hooks[0].sudo().verifier, verifier)
+        self.assertFalse(hooks[0].sudo().pending_verifier)
+
+    def test_a_handshake_is_taken_only_by_a_callback_waiting_for_one(self):
+        # A callback FreshBooks does not know: every confirmation of it fails.
+        hook = self.env["freshbooks.webhook"].create(
+            {"account_id": self.account.id, "event": "client.create", "callback_ref": "424242"})
+        self.assertEqual(self.handshake(hook.callback_ref, "guess", account_id="NOTOURS"), 404,
+                         "another business's callback")
+        self.assertEqual(self.sandbox.request_count(), 0)
+        for attempt in range(3):
+            self.assertEqual(self.handshake(hook.callback_ref, f"guess-{attempt}"), 200)
+            self.assertEqual(hook.sudo().pending_verifier, f"guess-{attempt}")
+            self.assertEqual(self.handshake(hook.callback_ref, "another guess"), 404,
+                             "a confirmation is in flight")
+            self.assertEqual(self.sandbox.request_count(), attempt, "nothing asked yet")
+            with self.assertLogs("odoo.addons.capsule_freshbooks_connector", "WARNING"):
+                self.env["freshbooks.webhook"]._confirm_after_commit(hook.id)
+            self.env.invalidate_all()
+            self.assertEqual(self.sandbox.request_count(), attempt + 1)
+            self.assertFalse(hook.sudo().pending_verifier, "FreshBooks refused it: cleared")
+            self.assertFalse(hook.verified or hook.sudo().verifier)
+        self.assertEqual(self.handshake(hook.callback_ref, "guess-4"), 404, "too many tries")
+        self.assertEqual(self.sandbox.request_count(), 3)
+
+    def test_delivery_signed_with_an_unconfirmed_verifier_is_refused(self):
+        Webhook = self.env["freshbooks.webhook"]
+        Webhook._ensure(self.account, self.account._get_client(), self.new_log())
+        self.sandbox.wait_verifications(6, timeout=10)
+        self.env.invalidate_all()
+        hooks = Webhook.search([("account_id", "=", self.account.id)])
+        # The handshakes arrived; FreshBooks has not confirmed them (post-commit work).
+        candidate = hooks[0].sudo().pending_verifier
+        self.assertTrue(candidate)
+        fields = self.delivery("client.create", 1)
+        self.assertEqual(self.post(fields, verifier=candidate).status_code, 403)
+        self.assertFalse(self.queue())
