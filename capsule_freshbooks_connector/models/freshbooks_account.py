@@ -89,11 +89,18 @@ class FreshbooksAccount(models.Model):
         compute="_compute_sync_status",
         help="Start of the last complete sync: the next one asks for changes since then.")
     last_full_sync = fields.Datetime(compute="_compute_sync_status")
+    # Read from the callbacks' rows and the sync log, never stored here: the handshakes run in
+    # HTTP workers and must not write this row while the sync does.
     webhook_state = fields.Selection(
         [("none", "Not registered"), ("pending", "Waiting for FreshBooks' verification"),
-         ("active", "Active"), ("unavailable", "Unavailable")], default="none", copy=False)
-    webhook_message = fields.Char(copy=False)
+         ("active", "Active"), ("unavailable", "Unavailable")], compute="_compute_webhook_state")
+    webhook_message = fields.Char(compute="_compute_webhook_state")
+    webhook_retry_at = fields.Datetime(
+        "FreshBooks webhooks retried at", copy=False,
+        help="When an admin last asked to try FreshBooks webhooks again (Sync now): what earlier "
+        "syncs concluded about them no longer counts.")
     webhook_ids = fields.One2many("freshbooks.webhook", "account_id")
+    sync_log_ids = fields.One2many("freshbooks.sync.log", "account_id")
 
     _sql_constraints = [
         ("company_uniq", "unique(company_id)", "A company has one FreshBooks connection."),
@@ -449,8 +456,10 @@ class FreshbooksAccount(models.Model):
     def action_sync_now(self):
         self._check_admin()
         connected = self.filtered(lambda a: a.state == "connected")
-        # An admin asking again is the moment to retry webhooks that could not be set up.
-        connected.filtered(lambda a: a.webhook_state == "unavailable").webhook_state = "none"
+        # An admin asking again is the moment to retry webhooks that could not be set up. The
+        # transaction's time, as a log's create_date: a run that starts after this commit is later.
+        connected.filtered(lambda a: a.webhook_state == "unavailable").webhook_retry_at = \
+            self.env.cr.now()
         connected._schedule_sync()
 
     def action_disconnect(self):
@@ -460,7 +469,7 @@ class FreshbooksAccount(models.Model):
             self.env["freshbooks.webhook"]._remove_all(account, revoke=True)
             account.write({
                 "state": "draft", "access_token": False, "refresh_token": False,
-                "token_expiry": False, "business_choices": False, "webhook_state": "none",
+                "token_expiry": False, "business_choices": False,
                 "status_message": self.env._("Disconnected. Contacts keep their FreshBooks links."),
             })
 
@@ -470,12 +479,34 @@ class FreshbooksAccount(models.Model):
             raise AccessDenied()
         self.check_access("write")
 
-    def _update_webhook_state(self):
+    @api.depends("webhook_ids.verified", "sync_log_ids.webhook_note", "webhook_retry_at",
+                 "connected_at")
+    def _compute_webhook_state(self):
         for account in self:
-            hooks = account.webhook_ids
-            if hooks and all(hooks.mapped("verified")):
-                account.write({"webhook_state": "active", "webhook_message": self.env._(
-                    "FreshBooks sends changes to Odoo as they happen.")})
+            verdict = account._webhook_verdict()
+            hooks = account.sudo().webhook_ids
+            if verdict:
+                account.webhook_state, account.webhook_message = "unavailable", verdict
+            elif hooks and all(hooks.mapped("verified")):
+                account.webhook_state = "active"
+                account.webhook_message = self.env._(
+                    "FreshBooks sends changes to Odoo as they happen.")
             elif hooks:
-                account.write({"webhook_state": "pending", "webhook_message": self.env._(
-                    "Waiting for FreshBooks to confirm the webhooks.")})
+                account.webhook_state = "pending"
+                account.webhook_message = self.env._(
+                    "Waiting for FreshBooks to confirm the webhooks.")
+            else:
+                account.webhook_state, account.webhook_message = "none", False
+
+    def _webhook_verdict(self):
+        """Why a sync gave up webhooks, unless the business was connected or an admin asked
+        again (Sync now) since that sync started."""
+        self.ensure_one()
+        if not self.id:
+            return False
+        log = self.env["freshbooks.sync.log"].sudo().search(
+            [("account_id", "=", self.id), ("webhook_note", "!=", False)], order="id desc", limit=1)
+        since = max(filter(None, [self.webhook_retry_at, self.connected_at]), default=None)
+        if log and (not since or log.create_date > since):
+            return log.webhook_note
+        return False
