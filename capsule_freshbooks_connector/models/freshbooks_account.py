@@ -191,16 +191,20 @@ class FreshbooksAccount(models.Model):
 
     # --- the API client and its tokens -----------------------------------------------------------
 
-    def _get_client(self, inline=False, **options):
-        """A FreshBooks client for this connection, refreshing tokens under a database lock.
+    def _get_client(self, *, allow_unconnected=False, refresh="locked", min_interval=0.0,
+                    timeout=None, max_retries=None):
+        """The FreshBooks API as this connection sees it.
 
-        `inline`: for calls made while a user waits, with short timeouts. Such a call never
-        refreshes the single-use refresh token (an answer lost to the short timeout would lose
-        the connection): it fails and leaves the work to the background job.
+        `refresh` says who renews an expired token (FreshBooks refresh tokens work once):
+        "locked", the default, under the token row's lock, saving the new pair at once;
+        "background" while a user waits with short timeouts: never here (an answer lost to the
+        timeout would lose the connection), the call fails and the background job does it;
+        "local" for tokens the database is forgetting: in memory only.
+        `min_interval` paces requests (bulk pushes); `timeout` and `max_retries` default to the
+        client's.
         """
         self.ensure_one()
         account = self.sudo()
-        allow_unconnected = options.pop("allow_unconnected", False)
         if account.state != "connected" and not allow_unconnected:
             raise UserError(self.env._("FreshBooks is not connected for %s.", account.company_id.name))
         tokens = None
@@ -208,11 +212,14 @@ class FreshbooksAccount(models.Model):
             expiry = account.token_expiry
             tokens = TokenSet(account.access_token, account.refresh_token or "",
                               expiry.replace(tzinfo=timezone.utc).timestamp() if expiry else 0.0)
+        refreshers = {"locked": self._refresh_tokens_locked, "background": self._defer_refresh,
+                      "local": None}
+        limits = {key: value for key, value in (("timeout", timeout), ("max_retries", max_retries))
+                  if value is not None}
         return FreshBooksClient(
             account.client_id or "", account.client_secret or "", self._redirect_uri(),
             api_url=self._param("api_url"), auth_url=self._param("auth_url"), tokens=tokens,
-            token_refresher=self._defer_refresh if inline else self._refresh_tokens_locked,
-            **options)
+            token_refresher=refreshers[refresh], min_interval=min_interval, **limits)
 
     def _defer_refresh(self, client):
         raise FreshBooksError(self.env._("The FreshBooks token needs a refresh, which the "
@@ -253,9 +260,6 @@ class FreshbooksAccount(models.Model):
         pair the other one saved and uses it.
         """
         self.ensure_one()
-        if self.pool.in_test_mode():
-            # Under test, that cursor shares this transaction: let it see our pending writes.
-            self.env.flush_all()
         with self.pool.cursor() as cr:
             cr.execute("SET LOCAL lock_timeout = '30s'")
             cr.execute("SELECT access_token, refresh_token, expiry FROM freshbooks_token "

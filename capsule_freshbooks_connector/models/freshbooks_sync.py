@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import psycopg2
 from markupsafe import Markup
 
-from odoo import api, fields, models, modules
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 from ..freshbooks import (
@@ -65,21 +65,14 @@ class FreshbooksSync(models.AbstractModel):
     # --- plumbing ------------------------------------------------------------------------------
 
     @api.model
-    def _owns_transaction(self):
-        """False under tests, which keep everything in one transaction they roll back."""
-        return not modules.module.current_test and not self.env.registry.in_test_mode()
-
-    @api.model
     def _commit(self):
-        """Commit between pages so a killed run keeps its work."""
-        if self._owns_transaction():
-            self.env.cr.commit()  # pylint: disable=invalid-commit
+        """Commit between pages so a killed run keeps its work (tests replace it)."""
+        self.env.cr.commit()  # pylint: disable=invalid-commit
 
     @api.model
     def _rollback(self):
         """Drop a failed transaction's half-done work; the log and each page were committed."""
-        if self._owns_transaction():
-            self.env.cr.rollback()
+        self.env.cr.rollback()
 
     @contextmanager
     def _try_lock(self, namespace, key):
@@ -243,7 +236,7 @@ class FreshbooksSync(models.AbstractModel):
                 self._mark_missing_deleted(account, api_client, seen, log)
             self._process_queue(account, api_client, log)
             self._sync_invoices(account, api_client, None if full else last_success, log)
-            self._push_partners(self._pending_partners(account), api_client=api_client, log=log)
+            self._push_partners(self._pending_partners(account), log=log)
             self.env["freshbooks.webhook"]._ensure(account, api_client, log)
         account.invalidate_recordset()
         return run and run.log
@@ -258,7 +251,7 @@ class FreshbooksSync(models.AbstractModel):
                 return None  # the running sync does this work too
             run.api = account._get_client()
             self._process_queue(account, run.api, run.log)
-            self._push_partners(self._pending_partners(account), api_client=run.api, log=run.log)
+            self._push_partners(self._pending_partners(account), log=run.log)
         account.invalidate_recordset()
         return run and run.log
 
@@ -622,28 +615,29 @@ class FreshbooksSync(models.AbstractModel):
                                         ("freshbooks_push_state", "=", "pending")])
 
     @api.model
-    def _push_partners(self, partners, api_client=None, log=None, **client_options):
-        """Send pending contacts, each in a transaction of its own; returns those still pending."""
+    def _push_partners(self, partners, log=None, inline=False):
+        """Send pending contacts, each in a transaction of its own; returns those still pending.
+
+        `inline`: right after a user's save, who waits: short timeouts, no retries, no token
+        refresh. Several contacts go out paced, under FreshBooks' rate limit.
+        """
         left = self.env["res.partner"]
+        options = {"refresh": "background", "timeout": (3, 5), "max_retries": 0} if inline else {}
         for account in partners.mapped("freshbooks_account_id"):
             todo = partners.filtered(lambda p, a=account: p.freshbooks_account_id == a)
             if account.state != "connected":
                 left |= todo
                 continue
-            api = api_client or account._get_client(**client_options)
-            interval = api.min_interval
-            if len(todo) > 1:
-                # Bulk edits go out paced, under FreshBooks' rate limit.
-                api.min_interval = max(interval, self._push_interval())
-            try:
-                for index, partner in enumerate(todo):
-                    if not self._push_one(account, api, partner, log):
-                        left |= partner
-                    if account.state != "connected":
-                        left |= todo[index + 1:]
-                        break
-            finally:
-                api.min_interval = interval
+            api = account._get_client(
+                min_interval=self._push_interval() if len(todo) > 1 else 0.0, **options)
+            for index, partner in enumerate(todo):
+                if not self._push_one(account, api, partner, log):
+                    left |= partner
+                if account.state != "connected":
+                    left |= todo[index + 1:]
+                    break
+            if log:
+                log._count("requests", api.request_count)
         return left
 
     @api.model

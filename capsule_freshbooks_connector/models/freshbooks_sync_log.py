@@ -56,8 +56,8 @@ class FreshbooksSyncLog(models.Model):
         the run, while the connection row is shared with admins and other workers."""
         self.ensure_one()
         state = "failed" if failed else ("partial" if self.failed else "done")
-        self.write({"end": fields.Datetime.now(), "state": state, "requests": requests,
-                    "message": message})
+        self.write({"end": fields.Datetime.now(), "state": state,
+                    "requests": self.requests + requests, "message": message})
 
     def _summary(self):
         parts = [f"{self[key]} {self._fields[key].string.lower()}" for key in COUNTERS if self[key]]

@@ -5,6 +5,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 from ..freshbooks import FreshBooksError, NotFoundError, verify_webhook
+from .after_commit import after_commit
 
 _logger = logging.getLogger(__name__)
 
@@ -90,25 +91,24 @@ class FreshbooksWebhook(models.Model):
             return False
         # Two handshakes at once both write this row: one of them fails and is retried, refused.
         hook.write({"pending_verifier": verifier, "verify_attempts": hook.verify_attempts + 1})
-        self.env.cr.postcommit.add(lambda: self._confirm_after_commit(hook.id))
+        after_commit(self, "_confirm_verifiers", [hook.id])
         return True
 
-    def _confirm_after_commit(self, hook_id):
-        """Writes the callback's row only: the connection row is the sync's."""
-        with self.pool.cursor() as cr:
-            env = api.Environment(cr, self.env.uid, {})
-            hook = env[self._name].sudo().browse(hook_id).exists()
-            if not hook or hook.verified or not hook.pending_verifier:
-                return
+    @api.model
+    def _confirm_verifiers(self, hook_ids):
+        """Give FreshBooks the verifiers back. Writes the callbacks' rows only: the connection
+        row is the sync's."""
+        for hook in self.sudo().browse(hook_ids).exists():
+            if hook.verified or not hook.pending_verifier:
+                continue
             account = hook.account_id
             try:
-                client = account._get_client(max_retries=1)
-                client.verify_callback(account.fb_account_id, hook.callback_ref,
-                                       hook.pending_verifier)
+                account._get_client(max_retries=1).verify_callback(
+                    account.fb_account_id, hook.callback_ref, hook.pending_verifier)
             except (FreshBooksError, UserError) as error:
                 _logger.warning("FreshBooks webhook verification failed: %s", error)
                 hook.pending_verifier = False
-                return
+                continue
             hook.write({"verifier": hook.pending_verifier, "pending_verifier": False,
                         "verified": True})
 
@@ -137,19 +137,22 @@ class FreshbooksWebhook(models.Model):
         hooks.unlink()
         if not account.access_token or not (refs or revoke):
             return
-        client = account._get_client(allow_unconnected=True, max_retries=1)
-        client.token_refresher = None  # the database forgets these tokens in this transaction
+        # The database forgets these tokens in this transaction: a refresh stays in memory.
+        api_ = account._get_client(allow_unconnected=True, refresh="local", max_retries=1)
+        after_commit(self, "_tell_freshbooks", [(api_, fb_account, tuple(refs), revoke)])
 
-        def tell_freshbooks():
+    @api.model
+    def _tell_freshbooks(self, jobs):
+        """Delete callbacks and revoke grants at FreshBooks, best effort: unreachable, it keeps
+        callbacks that fail, and a revocation that does not arrive harms nobody."""
+        for api_, fb_account, refs, revoke in jobs:
             try:
                 for ref in refs:
                     try:
-                        client.delete_callback(fb_account, ref)
+                        api_.delete_callback(fb_account, ref)
                     except NotFoundError:
                         _logger.info("FreshBooks webhook %s was already gone", ref)
                 if revoke:
-                    client.revoke()
+                    api_.revoke()
             except FreshBooksError as error:
                 _logger.info("FreshBooks was not told (webhooks, revocation): %s", error)
-
-        self.env.cr.postcommit.add(tell_freshbooks)

@@ -2,6 +2,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import format_amount
 
+from .after_commit import after_commit
 from .freshbooks_mapping import PUSHED_FIELDS, name_key
 
 FRESHBOOKS_RIGHT = "capsule_freshbooks_connector.group_freshbooks_user"
@@ -150,29 +151,20 @@ class ResPartner(models.Model):
             "freshbooks_push_seq = COALESCE(freshbooks_push_seq, 0) + 1 WHERE id IN %s",
             [tuple(self.ids)])
         self.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_seq"])
-        data = self.env.cr.postcommit.data
-        pending = data.setdefault("freshbooks.push", set())
-        if not pending:
-            self.env.cr.postcommit.add(self._freshbooks_push_after_commit)
-        pending.update(self.ids)
+        after_commit(self.env["res.partner"], "_freshbooks_push_now", self.ids)
 
-    def _freshbooks_push_after_commit(self):
-        ids = self.env.cr.postcommit.data.pop("freshbooks.push", set())
-        if not ids:
+    @api.model
+    def _freshbooks_push_now(self, ids):
+        """Right after the user's save: a few contacts are sent at once, more by the job."""
+        cron = self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_work").sudo()
+        if len(ids) > INLINE_PUSH_LIMIT:
+            # Bulk edits: the background job sends them, politely paced.
+            cron._trigger()
             return
-        cron = "capsule_freshbooks_connector.ir_cron_freshbooks_work"
-        with self.pool.cursor() as cr:
-            env = api.Environment(cr, self.env.uid, self.env.context)
-            if len(ids) > INLINE_PUSH_LIMIT:
-                # Bulk edits: the background job sends them, politely paced.
-                env.ref(cron).sudo()._trigger()
-                return
-            partners = env["res.partner"].sudo().browse(sorted(ids)).exists()
-            # A short timeout and no retries: the user is waiting; failures go to the cron.
-            left = env["freshbooks.sync"]._push_partners(partners, inline=True, timeout=(3, 5),
-                                                         max_retries=0)
-            if left:
-                env.ref(cron).sudo()._trigger()
+        partners = self.sudo().browse(sorted(ids)).exists()
+        # The user is waiting: short timeouts, no retries; what fails goes to the job.
+        if self.env["freshbooks.sync"]._push_partners(partners, inline=True):
+            cron._trigger()
 
     def action_freshbooks_add(self):
         """Create this contact as a client in FreshBooks (after commit) and link it."""

@@ -4,9 +4,12 @@ import importlib.util
 import sys
 from datetime import datetime
 from pathlib import Path
+from unittest.mock import patch
 
 from odoo.tests import TransactionCase
 
+from ..models.freshbooks_account import FreshbooksAccount
+from ..models.freshbooks_sync import FreshbooksSync
 from ..models.freshbooks_webhook import EVENTS
 
 SANDBOX_FILE = Path(__file__).resolve().parents[2] / "dev" / "sandbox" / "freshbooks_sandbox.py"
@@ -64,7 +67,28 @@ def mark_webhooks_registered(env, account):
          "verifier": "test-verifier", "verified": True} for n, event in enumerate(EVENTS)])
 
 
-class FreshbooksCase(TransactionCase):
+class OneTransaction:
+    """For test classes: the whole test is one transaction that is rolled back, so the
+    connector's own commits and rollbacks become no-ops, and the cursors it opens (token refresh,
+    reconnect) share that transaction: they must see this test's pending writes, as they see
+    committed data in production."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.startClassPatcher(patch.object(FreshbooksSync, "_commit", lambda self: None))
+        cls.startClassPatcher(patch.object(FreshbooksSync, "_rollback", lambda self: None))
+        refresh = FreshbooksAccount._refresh_tokens_locked
+
+        def flush_then_refresh(account, client):
+            account.env.flush_all()
+            return refresh(account, client)
+
+        cls.startClassPatcher(patch.object(FreshbooksAccount, "_refresh_tokens_locked",
+                                           flush_then_refresh))
+
+
+class FreshbooksCase(OneTransaction, TransactionCase):
     """TransactionCase with a fresh sandbox per test and a connected account.
 
     The registry is put in test mode so that the connector's own cursors (token refresh,

@@ -2,12 +2,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from .common import point_at_sandbox, start_sandbox
+from .common import OneTransaction, point_at_sandbox, start_sandbox
 from .test_connect import consent
 
 
 @tagged("post_install", "-at_install")
-class TestConnectBrowser(HttpCase):
+class TestConnectBrowser(OneTransaction, HttpCase):
 
     def setUp(self):
         super().setUp()

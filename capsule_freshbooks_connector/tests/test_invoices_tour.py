@@ -1,10 +1,10 @@
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from .common import connect_account, mark_webhooks_registered, start_sandbox
+from .common import OneTransaction, connect_account, mark_webhooks_registered, start_sandbox
 
 
 @tagged("post_install", "-at_install")
-class TestInvoicesTour(HttpCase):
+class TestInvoicesTour(OneTransaction, HttpCase):
 
     def test_contact_form_shows_freshbooks_invoices(self):
         sandbox = start_sandbox(self)

@@ -8,7 +8,7 @@ from odoo.tests import HttpCase, tagged
 
 from ..freshbooks import sign_webhook
 from ..models.freshbooks_webhook import EVENTS
-from .common import connect_account, start_sandbox
+from .common import OneTransaction, connect_account, start_sandbox
 
 SIGNATURE = "X-FreshBooks-Hmac-SHA256"
 SIGNED = 1000
@@ -19,7 +19,7 @@ FORGED_KINDS = ("wrong_verifier", "no_signature", "other_fields", "unknown_accou
 
 
 @tagged("post_install", "-at_install")
-class TestWebhookFlood(HttpCase):
+class TestWebhookFlood(OneTransaction, HttpCase):
 
     def setUp(self):
         super().setUp()

@@ -5,13 +5,13 @@ from urllib.parse import urlencode
 from odoo.tests import HttpCase, tagged
 
 from ..freshbooks import sign_webhook
-from .common import connect_account, start_sandbox
+from .common import OneTransaction, connect_account, start_sandbox
 
 SIGNATURE = "X-FreshBooks-Hmac-SHA256"
 
 
 @tagged("post_install", "-at_install")
-class TestWebhooks(HttpCase):
+class TestWebhooks(OneTransaction, HttpCase):
 
     def setUp(self):
         super().setUp()
@@ -54,7 +54,7 @@ class TestWebhooks(HttpCase):
             # Post-commit work does not run under the test cursor: run it as the commit would.
             self.env.flush_all()
             for hook in hooks:
-                Webhook._confirm_after_commit(hook.id)
+                Webhook._confirm_verifiers([hook.id])
             self.env.invalidate_all()
         self.handshake_account_writes = writes
         self.assertTrue(all(hooks.sudo().mapped("verifier")))
@@ -217,7 +217,7 @@ class TestWebhooks(HttpCase):
                              "a confirmation is in flight")
             self.assertEqual(self.sandbox.request_count(), attempt, "nothing asked yet")
             with self.assertLogs("odoo.addons.capsule_freshbooks_connector", "WARNING"):
-                self.env["freshbooks.webhook"]._confirm_after_commit(hook.id)
+                self.env["freshbooks.webhook"]._confirm_verifiers([hook.id])
             self.env.invalidate_all()
             self.assertEqual(self.sandbox.request_count(), attempt + 1)
             self.assertFalse(hook.sudo().pending_verifier, "FreshBooks refused it: cleared")
