@@ -1,19 +1,42 @@
-"""Fault injection with real processes: a sync killed in the middle, and two syncs at once.
+"""Fault injection with real processes: killed and simultaneous syncs, a grant revoked while a
+cron worker syncs, and the whole story under Odoo's prefork server.
 
     python3 dev/faults.py --db NAME --addons-path PATH [--config FILE] [--data-dir DIR] [--keep]
+    python3 dev/faults.py --db NAME --addons-path PATH [...] --soak SECONDS
 
 dev/test runs it after the Odoo tests, on NAME: a copy of a database where the add-on was just
 installed (without NAME, the script installs the add-on in a new database of that name). It
-starts the FreshBooks sandbox as a subprocess, connects the company to it, copies NAME to
-NAME_race (connected, never synced), and runs each sync in an `odoo shell` process of its own:
+starts the FreshBooks sandbox as a subprocess, copies NAME to NAME_story (the fresh install),
+connects the company to the sandbox, copies NAME to NAME_race and NAME_revoke (connected, never
+synced), and runs:
 
-a) on NAME, a full sync is SIGKILLed once some contacts are linked, then run again to the end;
-b) on NAME_race, two full syncs start at the same moment.
+a) on NAME, a full sync (an `odoo shell` process) is SIGKILLed once some contacts are linked,
+   then run again to the end;
+b) on NAME_race, two full syncs (two `odoo shell` processes) start at the same moment;
+c) on NAME_revoke, with 200 webhook hints queued, a real Odoo server's cron worker runs the
+   scheduled sync; once every contact is linked (the run reads the hints again), the grant is
+   revoked at the sandbox and the access tokens expire. Then the connection must say "Reconnect
+   needed", the run's log "failed" with a reason, no log "running", an admin has a "Reconnect
+   FreshBooks" activity, and the advisory lock is free while the cron worker lives on (a next
+   sync in a new process is not skipped);
+d) on NAME_story, Odoo's prefork server (--workers=2 --max-cron-threads=1, web.base.url on
+   loopback) and a sandbox of its own, driven over HTTP as admin/admin: Settings > Connect, the
+   consent page and the callback; the cron worker's first sync; the sandbox's webhook
+   handshakes; a phone edited over JSON-RPC pushed to the sandbox; a client created in the
+   sandbox arriving through its webhook; "Sync now". Every sync log must end done or partial, the
+   account know its last successful start, the webhooks be active (six verified callbacks), the
+   phone and the client arrive (once), and the server log hold no ERROR or traceback.
 
-After each: one contact per active FreshBooks client, no client linked twice, no name imported
-twice, and the sync log tells what happened. Prints one line per check and ends with
+After a) and b): one contact per active FreshBooks client, no client linked twice, no name
+imported twice, and the sync log tells what happened. Prints one line per check and ends with
 `faults: N passed, M failed`; exits 1 when a check failed. Drops the databases it made (unless
---keep); NAME is the caller's to drop when it was given.
+--keep, which also keeps the logs); NAME is the caller's to drop when it was given.
+
+--soak SECONDS runs only d)'s setup on NAME_soak, then SECONDS of traffic: the sandbox creates
+and updates clients and invoices (3 a second, each a signed webhook), "Sync now" every minute
+and a contact's phone edited over JSON-RPC every 10 seconds; then it prints the syncs started,
+ended running (goal 0), failed and done/partial, the pushes and webhook deliveries that reached
+their side, and the ERROR lines of the server log. dev/test does not run it.
 """
 
 import argparse
@@ -199,11 +222,12 @@ def marker(output, word):
     return None
 
 
-def start_sandbox(clients=CLIENTS, invoices=INVOICES, latency_ms=LATENCY_MS):
+def start_sandbox(clients=CLIENTS, invoices=INVOICES, latency_ms=LATENCY_MS, webhook_delay=0.2):
     port = free_port()
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, str(SANDBOX), "--port", str(port), "--clients", str(clients),
-         "--invoices", str(invoices), "--seed", str(SEED), "--latency-ms", str(latency_ms)],
+         "--invoices", str(invoices), "--seed", str(SEED), "--latency-ms", str(latency_ms),
+         "--webhook-delay", str(webhook_delay)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()
     if "http://127.0.0.1:" not in line:
@@ -501,8 +525,9 @@ class Server:
 
         def close(block):
             if block and block[-1]:
-                (environment if any("/gevent/" in line for line in block) else found).append(
-                    block[-1])
+                # Its traceback may come cut short, between other processes' lines.
+                gevent = any("gevent" in line or "evented" in line for line in block)
+                (environment if gevent else found).append(block[-1])
 
         for line in self.text().splitlines():
             header = LOG_LINE.match(line)
@@ -688,7 +713,10 @@ class Story:
             stop_sandbox(self.sandbox)
 
     def start(self):
-        self.sandbox, self.url = start_sandbox(self.clients, STORY_INVOICES, STORY_LATENCY_MS)
+        # FreshBooks posts a new callback's verifier at once (no delay), while the sync that
+        # registered it is still at work.
+        self.sandbox, self.url = start_sandbox(self.clients, STORY_INVOICES, STORY_LATENCY_MS,
+                                               webhook_delay=0)
         db = Database(self.db_name)
         try:
             # FreshBooks (the sandbox) calls Odoo back at this address; logging in keeps it.
