@@ -526,7 +526,8 @@ class Server:
         def close(block):
             if block and block[-1]:
                 # Its traceback may come cut short, between other processes' lines.
-                gevent = any("gevent" in line or "evented" in line for line in block)
+                gevent = any("gevent" in line or "evented" in line or "zope" in line
+                             or 'odoo-server", line 2,' in line for line in block)
                 (environment if gevent else found).append(block[-1])
 
         for line in self.text().splitlines():
@@ -837,9 +838,12 @@ def prefork_story(checks, odoo, db_name):
         account = story.account("last_success_start", "last_sync_state", "webhook_state")
         checks.check(bool(account["last_success_start"]),
                      "the account has the start of its last successful sync", f"{account}")
+        answers = Counter(str(v.get("status") or v.get("error")) for v in sandbox_call(
+            story.url, "/_sandbox/state")["verifications"])
         checks.check(webhooks == (6, 6, "active"),
                      "the webhooks are active (six callbacks verified in the sandbox and in Odoo)",
-                     f"sandbox verified, Odoo verified, status: {webhooks}")
+                     f"sandbox verified, Odoo verified, status: {webhooks}; Odoo's answers to "
+                     f"the sandbox's verifier posts: {dict(answers)}")
         checks.check(pushed, "the phone edited over JSON-RPC reached the sandbox",
                      f"client {ref}, phone {phone!r}")
         count = story.contacts_of(new_ref)
@@ -850,7 +854,7 @@ def prefork_story(checks, odoo, db_name):
         errors, environment = story.server.errors()
         note_environment(environment)
         if not checks.check(not errors, "no ERROR or traceback in the server log",
-                            f"{len(errors)} lines, in {story.server.log}"):
+                            f"{len(errors)} lines, in {story.server.log}, kept with --keep"):
             show_errors(errors)
     finally:
         story.close()
