@@ -1,24 +1,49 @@
-"""Fault injection with real processes: a sync killed in the middle, and two syncs at once.
+"""Fault injection with real processes: killed and simultaneous syncs, a grant revoked while a
+cron worker syncs, and the whole story under Odoo's prefork server.
 
     python3 dev/faults.py --db NAME --addons-path PATH [--config FILE] [--data-dir DIR] [--keep]
+    python3 dev/faults.py --db NAME --addons-path PATH [...] --soak SECONDS
 
 dev/test runs it after the Odoo tests, on NAME: a copy of a database where the add-on was just
 installed (without NAME, the script installs the add-on in a new database of that name). It
-starts the FreshBooks sandbox as a subprocess, connects the company to it, copies NAME to
-NAME_race (connected, never synced), and runs each sync in an `odoo shell` process of its own:
+starts the FreshBooks sandbox as a subprocess, copies NAME to NAME_story (the fresh install),
+connects the company to the sandbox, copies NAME to NAME_race and NAME_revoke (connected, never
+synced), and runs:
 
-a) on NAME, a full sync is SIGKILLed once some contacts are linked, then run again to the end;
-b) on NAME_race, two full syncs start at the same moment.
+a) on NAME, a full sync (an `odoo shell` process) is SIGKILLed once some contacts are linked,
+   then run again to the end;
+b) on NAME_race, two full syncs (two `odoo shell` processes) start at the same moment;
+c) on NAME_revoke, with 200 webhook hints queued, a real Odoo server's cron worker runs the
+   scheduled sync; once every contact is linked (the run reads the hints again), the grant is
+   revoked at the sandbox and the access tokens expire. Then the connection must say "Reconnect
+   needed", the run's log "failed" with a reason, no log "running", an admin has a "Reconnect
+   FreshBooks" activity, and the advisory lock is free while the cron worker lives on (a next
+   sync in a new process is not skipped);
+d) on NAME_story, Odoo's prefork server (--workers=2 --max-cron-threads=1, web.base.url on
+   loopback) and a sandbox of its own, driven over HTTP as admin/admin: Settings > Connect, the
+   consent page and the callback; the cron worker's first sync; the sandbox's webhook
+   handshakes; a phone edited over JSON-RPC pushed to the sandbox; a client created in the
+   sandbox arriving through its webhook; "Sync now". Every sync log must end done or partial, the
+   account know its last successful start, the webhooks be active (six verified callbacks), the
+   phone and the client arrive (once), and the server log hold no ERROR or traceback.
 
-After each: one contact per active FreshBooks client, no client linked twice, no name imported
-twice, and the sync log tells what happened. Prints one line per check and ends with
+After a) and b): one contact per active FreshBooks client, no client linked twice, no name
+imported twice, and the sync log tells what happened. Prints one line per check and ends with
 `faults: N passed, M failed`; exits 1 when a check failed. Drops the databases it made (unless
---keep); NAME is the caller's to drop when it was given.
+--keep, which also keeps the logs); NAME is the caller's to drop when it was given.
+
+--soak SECONDS runs only d)'s setup on NAME_soak, then SECONDS of traffic: the sandbox creates
+and updates clients and invoices (3 a second, each a signed webhook), "Sync now" every minute
+and a contact's phone edited over JSON-RPC every 10 seconds; then it prints the syncs started,
+ended running (goal 0), failed and done/partial, the pushes and webhook deliveries that reached
+their side, and the ERROR lines of the server log. dev/test does not run it.
 """
 
 import argparse
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -26,11 +51,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import psycopg2
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "capsule_freshbooks_connector"
@@ -39,12 +66,11 @@ CLIENTS, INVOICES, SEED, LATENCY_MS = 600, 1, 3, 15
 LOCK_NAMESPACE = 0x4642  # freshbooks_sync.LOCK_NAMESPACE
 TIMEOUT = 120  # seconds any one process may take
 
-# Connects the company to the sandbox as dev/bench.py does. Webhooks count as registered:
-# nothing here listens for the sandbox's calls.
+# Connects the company to the sandbox as dev/bench.py does. Webhooks are left out (registered and
+# verified in advance): nothing here listens for the sandbox's calls.
 CONNECT = """
 import json, urllib.request
 from datetime import datetime
-from odoo.addons.{module}.models.freshbooks_webhook import EVENTS
 url = {url!r}
 ICP = env["ir.config_parameter"].sudo()
 for key in ("api_url", "auth_url", "web_url"):
@@ -60,9 +86,13 @@ account.write({{
     "token_expiry": datetime.utcfromtimestamp(grant["created_at"] + grant["expires_in"]),
     "fb_account_id": grant.get("account_id") or "SBX001", "fb_business_name": "Sandbox",
 }})
+# Webhooks count as registered and verified already (as tests/common.py mark_webhooks_registered
+# has it): a sync asks FreshBooks for none, and the sandbox never calls this Odoo.
 env["freshbooks.webhook"].create([
-    {{"account_id": account.id, "event": event, "callback_ref": str(n), "verified": True}}
-    for n, event in enumerate(EVENTS)])
+    {{"account_id": account.id, "event": event, "callback_ref": str(n), "verifier": "x",
+      "verified": True}}
+    for n, event in enumerate(("client.create", "client.update", "client.delete",
+                               "invoice.create", "invoice.update", "invoice.delete"), 1)])
 env.cr.commit()
 print("FAULTS_CONNECTED", account.id, flush=True)
 """
@@ -192,11 +222,12 @@ def marker(output, word):
     return None
 
 
-def start_sandbox():
+def start_sandbox(clients=CLIENTS, invoices=INVOICES, latency_ms=LATENCY_MS, webhook_delay=0.2):
     port = free_port()
     process = subprocess.Popen(  # noqa: S603
-        [sys.executable, str(SANDBOX), "--port", str(port), "--clients", str(CLIENTS),
-         "--invoices", str(INVOICES), "--seed", str(SEED), "--latency-ms", str(LATENCY_MS)],
+        [sys.executable, str(SANDBOX), "--port", str(port), "--clients", str(clients),
+         "--invoices", str(invoices), "--seed", str(SEED), "--latency-ms", str(latency_ms),
+         "--webhook-delay", str(webhook_delay)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()
     if "http://127.0.0.1:" not in line:
@@ -205,9 +236,26 @@ def start_sandbox():
     return process, f"http://127.0.0.1:{port}"
 
 
+def stop_sandbox(process):
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def sandbox_call(url, path, data=None, method=None):
+    """The sandbox's control API (/_sandbox/...): GET without data, else POST (or method)."""
+    body = None if data is None else json.dumps(data).encode()
+    request = urllib.request.Request(url + path, data=body, method=method or (  # noqa: S310
+        "GET" if data is None else "POST"), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.load(response)
+
+
 def sandbox_clients(url):
-    with urllib.request.urlopen(url + "/_sandbox/clients", timeout=30) as response:  # noqa: S310
-        return json.load(response)["clients"]
+    return sandbox_call(url, "/_sandbox/clients")["clients"]
 
 
 def client_name(client):
@@ -378,6 +426,527 @@ def two_at_once(checks, odoo, db_name, clients, work):
         db.close()
 
 
+# -- real Odoo servers -------------------------------------------------------------------------
+
+SYNC_CRON = "FreshBooks: sync contacts and invoices"
+WORK_CRON = "FreshBooks: apply webhooks and send pending changes"
+STORY_CLIENTS, STORY_INVOICES, STORY_LATENCY_MS = 40, 1, 25
+HINTS = 200  # webhook hints queued before the revoked run (freshbooks_sync.QUEUE_BATCH)
+SOAK_RATE = 3  # sandbox changes a second during --soak
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \d+ (\w+) ")
+
+# Odoo started with `python -m odoo` cannot spawn its gevent process (it runs sys.argv[0],
+# odoo/__main__.py, as a script): a launcher file of our own can be run either way.
+LAUNCHER = "import sys\nfrom odoo.cli.command import main\nsys.exit(main())\n"
+
+# The next sync after the revoked one, in a process of its own: is it kept out by a lock?
+NEXT = """
+import logging
+messages = []
+class Catch(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+logger = logging.getLogger("odoo.addons.{module}")
+logger.setLevel(logging.INFO)
+logger.addHandler(Catch())
+account = env["freshbooks.account"].sudo().browse({account_id})
+env.cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [{namespace}, account.id])
+free = env.cr.fetchone()[0]
+if free:
+    env.cr.execute("SELECT pg_advisory_unlock(%s, %s)", [{namespace}, account.id])
+env.cr.commit()
+log = env["freshbooks.sync"]._sync_account(account, full=True)
+env.cr.commit()
+skipped = not free or any("another run" in m for m in messages)
+print("FAULTS_NEXT", int(free), int(skipped), log.id if log else "none",
+      log.state if log else "-", flush=True)
+"""
+
+
+class Server:
+    """A real Odoo server on one database: prefork, HTTP workers and one cron worker."""
+
+    def __init__(self, odoo, db, name):
+        self.odoo, self.db = odoo, db
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = odoo.work / f"{name}.log"
+        self.process = None
+
+    def start(self, workers=2):
+        launcher = self.odoo.work / "odoo-server"
+        launcher.write_text(LAUNCHER)
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(  # noqa: S603
+                [sys.executable, str(launcher), *self.odoo.common, "-d", self.db,
+                 f"--db-filter=^{re.escape(self.db)}$", f"--workers={workers}",
+                 "--max-cron-threads=1", "--http-interface=127.0.0.1",
+                 f"--http-port={self.port}", f"--gevent-port={free_port()}", "--log-level=info"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def alive(self):
+        return self.process is not None and self.process.poll() is None
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.alive():
+            try:
+                with urllib.request.urlopen(self.url + "/web/health", timeout=5):  # noqa: S310
+                    return True
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the Odoo server did not answer on {self.url} "
+                           f"({'running' if self.alive() else 'exited'}): {self.text()[-1500:]}")
+
+    def stop(self):
+        """SIGTERM to the server, then SIGKILL to what is left of its process group."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # its workers and gevent process
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+
+    def text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def errors(self):
+        """(ERROR/CRITICAL lines and the last line of each traceback, the same from tracebacks
+        of Odoo's gevent process failing to start: an environment problem, not counted)."""
+        found, environment, block = [], [], None
+
+        def close(block):
+            if block and block[-1]:
+                # Its traceback may come cut short, between other processes' lines.
+                gevent = any("gevent" in line or "evented" in line or "zope" in line
+                             or 'odoo-server", line 2,' in line for line in block)
+                (environment if gevent else found).append(block[-1])
+
+        for line in self.text().splitlines():
+            header = LOG_LINE.match(line)
+            if header:
+                close(block)
+                block = None
+                if header.group(1) in ("ERROR", "CRITICAL"):
+                    found.append(line)
+            elif line.startswith("Traceback"):
+                close(block)
+                block = [""]
+            elif block is not None and line.strip() and not line.startswith(
+                    ("During handling", "The above exception")):
+                block.append(line)
+            elif block is None and line.startswith("ERROR: "):
+                found.append(line)  # PostgreSQL's reason under Odoo's "bad query" line
+        close(block)
+        return found, environment
+
+    def job_ends(self, cron_name):
+        """How many runs of a cron job have ended (done or failed) so far."""
+        return sum(1 for line in self.text().splitlines() if f"Job '{cron_name}' (" in line
+                   and (" done in " in line or " failed" in line or " timed out" in line))
+
+
+def show_errors(lines, limit=20):
+    for line in lines[:limit]:
+        print(f"    {line[:300]}", flush=True)
+    if len(lines) > limit:
+        print(f"    ... and {len(lines) - limit} more", flush=True)
+
+
+def note_environment(lines):
+    if lines:
+        print(f"note: Odoo's gevent process (websockets) could not start here ({lines[-1][:200]}); "
+              f"{len(lines)} such tracebacks in the server log are not counted", flush=True)
+
+
+def notify_cron(db_name):
+    """Wake the cron workers up (what ir.cron._trigger does after its commit)."""
+    conn = psycopg2.connect(dbname="postgres")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cr:
+            cr.execute("NOTIFY cron_trigger, %s", [db_name])
+    finally:
+        conn.close()
+
+
+class Rpc:
+    """Odoo's JSON-RPC as the web client uses it: a session cookie and call_kw."""
+
+    def __init__(self, url, db, login, password):
+        self.url, self.session, self.ids = url, requests.Session(), 0
+        self.call("/web/session/authenticate", {"db": db, "login": login, "password": password})
+
+    def call(self, path, params):
+        self.ids += 1
+        response = self.session.post(self.url + path, timeout=60, json={
+            "jsonrpc": "2.0", "method": "call", "id": self.ids, "params": params})
+        response.raise_for_status()
+        data = response.json()
+        if data.get("error"):
+            error = data["error"].get("data", {})
+            raise RuntimeError(f"{path}: {error.get('name')}: {error.get('message')}")
+        return data.get("result")  # absent when the method returned None
+
+    def __call__(self, model, method, *args, **kwargs):
+        return self.call("/web/dataset/call_kw", {"model": model, "method": method,
+                                                  "args": list(args), "kwargs": kwargs})
+
+
+def poll(condition, timeout, interval=0.25):
+    """condition() until it is true or timeout seconds passed; returns its last value."""
+    deadline = time.time() + timeout
+    while True:
+        value = condition()
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def revoked_during_sync(checks, odoo, db_name, clients, url, account_id):
+    print("-- c) the grant is revoked while a cron worker runs the scheduled sync", flush=True)
+    active = [str(c["id"]) for c in clients if str(c.get("vis_state")) == "0"]
+    expected = len(active)
+    db = Database(db_name)
+    server = Server(odoo, db_name, "revoke-server")
+    try:
+        # Webhook hints wait in the queue, as they do between two syncs: the run reads those
+        # clients again after its listing, one request each, in one transaction.
+        db.rows("INSERT INTO freshbooks_queue (account_id, object_type, object_ref, reason, "
+                "create_uid, create_date, write_uid, write_date) SELECT %s, 'client', ref, "
+                "'webhook', 1, now() at time zone 'UTC', 1, now() at time zone 'UTC' "
+                "FROM unnest(%s::varchar[]) AS ref RETURNING id", [account_id, active[:HINTS]])
+        # The scheduled sync is due: the cron worker runs it as soon as it wakes up. The webhook
+        # job is not (it would apply the hints first).
+        for cron, due in (("ir_cron_freshbooks_sync", "0"), ("ir_cron_freshbooks_work", "1 day")):
+            db.rows("UPDATE ir_cron SET nextcall = now() at time zone 'UTC' + %s::interval "
+                    "WHERE id = (SELECT res_id FROM ir_model_data WHERE module = %s AND name = %s) "
+                    "RETURNING id", [due, MODULE, cron])
+        server.start()
+        deadline, log_id, seen, woken = time.time() + TIMEOUT, None, 0, 0
+        while time.time() < deadline and server.alive():
+            if log_id is None:
+                if time.time() - woken > 1:
+                    notify_cron(db_name)  # until the worker listens, a notification is lost
+                    woken = time.time()
+                rows = db.rows("SELECT min(id) FROM freshbooks_sync_log")
+                log_id = rows[0][0]
+            elif db.linked() >= expected:
+                # Every contact is linked: the run reads the queued hints now.
+                seen = db.linked()
+                break
+            time.sleep(0.02 if log_id else 0.2)
+        sandbox_call(url, "/_sandbox/revoke_all", {})
+        sandbox_call(url, "/_sandbox/expire_tokens", {})
+        still = db.rows("SELECT state FROM freshbooks_sync_log WHERE id = %s", [log_id or 0])
+        hints = db.value("SELECT count(*) FROM freshbooks_queue")
+        if not checks.check(still == [("running",)] and seen,
+                            f"the grant was revoked while the cron worker's sync ran ({seen} of "
+                            f"{expected} contacts linked, {hints} webhook hints queued)",
+                            f"sync log {log_id}: {still}, server "
+                            f"{'running' if server.alive() else 'exited'}"):
+            show_errors(server.errors()[0])
+            return
+
+        def settled():
+            state = db.value("SELECT state FROM freshbooks_account WHERE id = %s", [account_id])
+            running = db.value("SELECT count(*) FROM freshbooks_sync_log WHERE state = 'running'")
+            return (state != "connected" and not running) or server.job_ends(SYNC_CRON)
+
+        poll(settled, 30, 0.1)
+        time.sleep(1)  # what the worker does after its job (post-commit hooks, the log line)
+        state, reason = db.rows("SELECT state, status_message FROM freshbooks_account "
+                                "WHERE id = %s", [account_id])[0]
+        checks.check(state == "reconnect", 'the connection says "Reconnect needed"',
+                     f"state {state!r}, {reason!r}")
+        running = db.value("SELECT count(*) FROM freshbooks_sync_log WHERE state = 'running'")
+        checks.check(running == 0, "no sync log is left running", f"{running} running")
+        log_state, log_message = db.rows("SELECT state, message FROM freshbooks_sync_log "
+                                         "WHERE id = %s", [log_id])[0]
+        checks.check(log_state == "failed" and bool(log_message),
+                     "the revoked run's log says it failed, with a reason",
+                     f"{log_state!r}: {log_message!r}")
+        activities = db.value(
+            "SELECT count(*) FROM mail_activity WHERE res_model = 'freshbooks.account' "
+            "AND res_id = %s AND summary = 'Reconnect FreshBooks'", [account_id])
+        checks.check(activities >= 1, 'an admin has a "Reconnect FreshBooks" activity',
+                     f"{activities}")
+        holders = db.lock_holders()
+        checks.check(holders == 0, "the run's advisory lock is free (the cron worker lives on)",
+                     f"{holders} held")
+        process, log = odoo.shell(db_name, NEXT.format(
+            module=MODULE, account_id=account_id, namespace=LOCK_NAMESPACE), "revoke-next")
+        code, output = wait(process, log)
+        result = marker(output, "FAULTS_NEXT")
+        checks.check(code == 0 and result and result[1] == "0",
+                     "a next sync, in a new process, is not skipped by a lock",
+                     f"exit code {code}, lock free/skipped/log/state: {result}")
+        errors, environment = server.errors()
+        note_environment(environment)
+        if errors:
+            print("note: the cron worker's server logged:", flush=True)
+            show_errors(errors)
+    finally:
+        server.stop()
+        db.close()
+
+
+class Story:
+    """The prefork server and a sandbox of its own, the company connected over HTTP."""
+
+    def __init__(self, odoo, db_name, clients=STORY_CLIENTS):
+        self.odoo, self.db_name, self.clients = odoo, db_name, clients
+        self.server = Server(odoo, db_name, "story-server")
+        self.sandbox = self.url = self.rpc = None
+        self.account_id = None
+
+    def close(self):
+        self.server.stop()
+        if self.sandbox:
+            stop_sandbox(self.sandbox)
+
+    def start(self):
+        # FreshBooks posts a new callback's verifier at once (no delay), while the sync that
+        # registered it is still at work.
+        self.sandbox, self.url = start_sandbox(self.clients, STORY_INVOICES, STORY_LATENCY_MS,
+                                               webhook_delay=0)
+        db = Database(self.db_name)
+        try:
+            # FreshBooks (the sandbox) calls Odoo back at this address; logging in keeps it.
+            for key, value in (("web.base.url", self.server.url), ("web.base.url.freeze", "True")):
+                db.rows("INSERT INTO ir_config_parameter (key, value, create_uid, write_uid, "
+                        "create_date, write_date) VALUES (%s, %s, 1, 1, now() at time zone "
+                        "'UTC', now() at time zone 'UTC') ON CONFLICT (key) DO UPDATE SET "
+                        "value = EXCLUDED.value RETURNING id", [key, value])
+        finally:
+            db.close()
+        self.server.start()
+        self.server.wait_ready()
+        self.rpc = Rpc(self.server.url, self.db_name, "admin", "admin")
+
+    def connect(self):
+        """Settings > FreshBooks > Connect, the consent page, and the way back to Odoo."""
+        rpc = self.rpc
+        for key in ("api_url", "auth_url", "web_url"):
+            rpc("ir.config_parameter", "set_param", f"{MODULE}.{key}", self.url)
+        state = sandbox_call(self.url, "/_sandbox/state")
+        settings = rpc("res.config.settings", "create", {
+            "freshbooks_url": "my.freshbooks.com", "freshbooks_client_id": state["client_id"],
+            "freshbooks_client_secret": "sandbox-client-secret"})
+        action = rpc("res.config.settings", "action_freshbooks_connect", [settings])
+        consent = urllib.parse.urlsplit(action["url"])
+        page = requests.get(action["url"], timeout=30)
+        page.raise_for_status()
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(consent.query).items()}
+        form["decision"] = "allow"
+        answer = requests.post(f"{consent.scheme}://{consent.netloc}{consent.path}", data=form,
+                               allow_redirects=False, timeout=30)
+        if answer.status_code not in (302, 303):
+            raise RuntimeError(f"the consent page answered {answer.status_code}")
+        back = rpc.session.get(answer.headers["Location"], allow_redirects=False, timeout=60)
+        accounts = rpc("freshbooks.account", "search_read", [], fields=["state"])
+        self.account_id = accounts[0]["id"] if accounts else None
+        return back, accounts
+
+    def account(self, *fields):
+        return self.rpc("freshbooks.account", "read", [self.account_id], list(fields))[0]
+
+    def logs(self):
+        return self.rpc("freshbooks.sync.log", "search_read", [],
+                        fields=["kind", "state", "message"], order="id")
+
+    def wait_job(self, cron_name, before, timeout=90):
+        """Until a run of the job ends after `before` runs had ended; True when one did."""
+        return poll(lambda: self.server.job_ends(cron_name) > before or not self.server.alive(),
+                    timeout) and self.server.job_ends(cron_name) > before
+
+    def webhooks(self):
+        """(sandbox callbacks verified, Odoo webhooks verified, Odoo's webhook status)."""
+        callbacks = sandbox_call(self.url, "/_sandbox/callbacks")["callbacks"]
+        verified = self.rpc("freshbooks.webhook", "search_count", [("verified", "=", True)])
+        return (sum(1 for c in callbacks if c.get("verified")), verified,
+                self.account("webhook_state")["webhook_state"])
+
+    def linked(self, limit=1):
+        return self.rpc("res.partner", "search_read", [("freshbooks_client_id", "!=", False)],
+                        fields=["freshbooks_client_id"], limit=limit, order="id")
+
+    def edit_phone(self, partner):
+        phone = f"+1 555 {random.randint(1000000, 9999999)}"  # noqa: S311
+        self.rpc("res.partner", "write", [partner["id"]], {"phone": phone})
+        return partner["freshbooks_client_id"], phone
+
+    def sandbox_has_phone(self, ref, phone):
+        client = sandbox_call(self.url, f"/_sandbox/clients/{ref}")["client"]
+        return client.get("bus_phone") == phone
+
+    def contacts_of(self, ref):
+        return self.rpc("res.partner", "search_count", [("freshbooks_client_id", "=", ref)],
+                        context={"active_test": False})
+
+
+def prefork_story(checks, odoo, db_name):
+    print("-- d) the whole story under Odoo's prefork server (2 HTTP workers, a cron worker)",
+          flush=True)
+    story = Story(odoo, db_name)
+    try:
+        story.start()
+        checks.check(True, f"the prefork server answers at {story.server.url} and admin logs in")
+        before = story.server.job_ends(SYNC_CRON)
+        back, accounts = story.connect()
+        if not checks.check(back.status_code in (302, 303) and "/odoo/settings" in back.headers.get(
+                "Location", "") and accounts and accounts[0]["state"] == "connected",
+                "Settings > Connect, the consent page and the callback connect the company",
+                f"callback answered {back.status_code}, accounts {accounts}"):
+            return
+        checks.check(story.wait_job(SYNC_CRON, before), "the cron worker ran the first sync")
+        webhooks = poll(lambda: story.webhooks() == (6, 6, "active") and story.webhooks(), 20)
+        webhooks = webhooks or story.webhooks()
+
+        partner = story.linked()
+        ref, phone = story.edit_phone(partner[0]) if partner else (None, None)
+        pushed = bool(ref) and poll(lambda: story.sandbox_has_phone(ref, phone), 15)
+
+        name = f"Webhook Story {random.randint(100000, 999999)}"  # noqa: S311
+        created = sandbox_call(story.url, "/_sandbox/clients",
+                               {"organization": name, "email": "webhook.story@example.com"})
+        new_ref = str(created["client"]["id"])
+        arrived = poll(lambda: story.contacts_of(new_ref), 20)
+
+        before = story.server.job_ends(SYNC_CRON)
+        story.rpc("freshbooks.account", "action_sync_now", [story.account_id])
+        sync_now = story.wait_job(SYNC_CRON, before, timeout=60)
+        # The cron worker may still apply a webhook or send an edit: let it finish.
+        poll(lambda: not any(log["state"] == "running" for log in story.logs()), 10)
+
+        checks.check(sync_now, '"Sync now" ran in the cron worker')
+        logs = story.logs()
+        states = Counter(log["state"] for log in logs)
+        checks.check(logs and set(states) <= {"done", "partial"},
+                     f"every sync log ended done or partial ({len(logs)} runs)",
+                     f"{dict(states)}; " + "; ".join(
+                         f"{log['kind']} {log['state']}: {log['message']}" for log in logs
+                         if log["state"] not in ("done", "partial"))[:500])
+        account = story.account("last_success_start", "last_sync_state", "webhook_state")
+        checks.check(bool(account["last_success_start"]),
+                     "the account has the start of its last successful sync", f"{account}")
+        answers = Counter(str(v.get("status") or v.get("error")) for v in sandbox_call(
+            story.url, "/_sandbox/state")["verifications"])
+        checks.check(webhooks == (6, 6, "active"),
+                     "the webhooks are active (six callbacks verified in the sandbox and in Odoo)",
+                     f"sandbox verified, Odoo verified, status: {webhooks}; Odoo's answers to "
+                     f"the sandbox's verifier posts: {dict(answers)}")
+        checks.check(pushed, "the phone edited over JSON-RPC reached the sandbox",
+                     f"client {ref}, phone {phone!r}")
+        count = story.contacts_of(new_ref)
+        checks.check(arrived and count == 1,
+                     "the client created in the sandbox became one contact, through its webhook",
+                     f"{count} contacts after Sync now; "
+                     f"{'arrived' if arrived else 'not there 20s after the webhook'}")
+        errors, environment = story.server.errors()
+        note_environment(environment)
+        if not checks.check(not errors, "no ERROR or traceback in the server log",
+                            f"{len(errors)} lines, in {story.server.log}, kept with --keep"):
+            show_errors(errors)
+    finally:
+        story.close()
+
+
+def soak(odoo, db_name, seconds):
+    """The story's setup, then `seconds` of webhook traffic, Sync now and edits; prints counts."""
+    story = Story(odoo, db_name)
+    start = time.monotonic()
+    try:
+        story.start()
+        before = story.server.job_ends(SYNC_CRON)
+        back, accounts = story.connect()
+        if not (accounts and accounts[0]["state"] == "connected"):
+            print(f"soak: the company could not be connected ({back.status_code}, {accounts})")
+            return 1
+        story.wait_job(SYNC_CRON, before)
+        print(f"soak: connected and synced in {time.monotonic() - start:.0f}s; "
+              f"{seconds}s of traffic", flush=True)
+        clients = [str(c["id"]) for c in sandbox_clients(story.url)]
+        invoices = [str(i["id"]) for i in sandbox_call(story.url, "/_sandbox/invoices")["invoices"]]
+        changes, sync_now, edits, phones = Counter(), 0, 0, []
+        end = time.monotonic() + seconds
+        next_sync = next_edit = time.monotonic()
+        while time.monotonic() < end:
+            kind = random.choice(("client.create", "client.update", "invoice.create",  # noqa: S311
+                                  "invoice.update"))
+            serial = sum(changes.values())
+            try:
+                if kind == "client.create":
+                    client = sandbox_call(story.url, "/_sandbox/clients", {
+                        "organization": f"Soak Client {serial}",
+                        "email": f"soak{serial}@example.com"})["client"]
+                    clients.append(str(client["id"]))
+                elif kind == "client.update":
+                    sandbox_call(story.url, f"/_sandbox/clients/{random.choice(clients)}",  # noqa: S311
+                                 {"fax": f"555-{serial:04d}"}, method="PUT")
+                elif kind == "invoice.create":
+                    invoice = sandbox_call(story.url, "/_sandbox/invoices", {
+                        "client_id": random.choice(clients), "amount": "12.50"})["invoice"]  # noqa: S311
+                    invoices.append(str(invoice["id"]))
+                else:
+                    sandbox_call(story.url, f"/_sandbox/invoices/{random.choice(invoices)}",  # noqa: S311
+                                 {"notes": f"soak {serial}"}, method="PUT")
+                changes[kind] += 1
+            except OSError as error:
+                print(f"soak: the sandbox refused a {kind}: {error}", flush=True)
+            now = time.monotonic()
+            try:
+                if now >= next_sync:
+                    story.rpc("freshbooks.account", "action_sync_now", [story.account_id])
+                    sync_now, next_sync = sync_now + 1, now + 60
+                if now >= next_edit:
+                    partners = story.linked(limit=50)
+                    if partners:
+                        phones.append(story.edit_phone(random.choice(partners)))  # noqa: S311
+                        edits += 1
+                    next_edit = now + 10
+            except (OSError, RuntimeError, ValueError) as error:
+                print(f"soak: a JSON-RPC call failed: {error}", flush=True)
+            time.sleep(1 / SOAK_RATE)
+        print("soak: traffic over; waiting (up to 120s) for the runs to end", flush=True)
+        poll(lambda: not any(log["state"] == "running" for log in story.logs()), 120, 1)
+        time.sleep(5)
+        logs = story.logs()
+        state = sandbox_call(story.url, "/_sandbox/state")
+        states = Counter(log["state"] for log in logs)
+        kinds = Counter(log["kind"] for log in logs)
+        writes = [w for w in state["client_writes"] if (w.get("status") or 500) < 400]
+        delivered = Counter("ok" if d.get("status") == 200 else (d.get("error") or "?")
+                            for d in state["deliveries"])
+        reached = sum(1 for ref, phone in phones if story.sandbox_has_phone(ref, phone))
+        errors, environment = story.server.errors()
+        note_environment(environment)
+        print(f"soak: sandbox changes made: {sum(changes.values())} {dict(changes)}")
+        print(f"soak: Sync now asked {sync_now} times; contact edits over JSON-RPC: {edits}")
+        print(f"soak: syncs started: {len(logs)} {dict(kinds)}")
+        print(f"soak: syncs ended running: {states.get('running', 0)} (goal 0)")
+        print(f"soak: syncs failed: {states.get('failed', 0)}")
+        print(f"soak: syncs done/partial: {states.get('done', 0)}/{states.get('partial', 0)}")
+        print(f"soak: pushes reaching the sandbox: {len(writes)} client writes; "
+              f"{reached} of {len(phones)} edited phones are there")
+        print(f"soak: webhook deliveries: {len(state['deliveries'])} sent, "
+              f"{delivered.get('ok', 0)} answered 200 {dict(delivered)}")
+        print(f"soak: ERROR lines in the server log: {len(errors)} ({story.server.log})")
+        show_errors(errors)
+        print(f"soak took {time.monotonic() - start:.0f}s", flush=True)
+        return 1 if errors or states.get("running") or states.get("failed") else 0
+    finally:
+        story.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -386,14 +955,45 @@ def main():
     parser.add_argument("--addons-path", required=True)
     parser.add_argument("--config", help="Odoo configuration file")
     parser.add_argument("--data-dir", help="Odoo data directory")
-    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the databases and the logs (their folder is printed)")
+    parser.add_argument("--soak", type=int, metavar="SECONDS",
+                        help="instead of the checks: the prefork server under traffic for SECONDS")
     args = parser.parse_args()
 
-    checks = Checks()
     work = Path(tempfile.mkdtemp(prefix="fbfaults."))
     odoo = Odoo(args, work)
-    db_kill, db_race = args.db, args.db + "_race"
-    made = [db_race]
+    try:
+        if args.soak:
+            return soak_main(args, odoo)
+        return checks_main(args, odoo, work)
+    finally:
+        if args.keep:
+            print(f"logs kept in {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def soak_main(args, odoo):
+    db_soak = args.db + "_soak"
+    made = [db_soak]
+    try:
+        if not database_exists(args.db):
+            made.append(args.db)
+            odoo.install(args.db)
+        odoo.copydb(args.db, db_soak)
+        return soak(odoo, db_soak, args.soak)
+    finally:
+        if not args.keep:
+            for db in made:
+                odoo.dropdb(db)
+
+
+def checks_main(args, odoo, work):
+    checks = Checks()
+    db_kill, db_race, db_revoke, db_story = (args.db, args.db + "_race", args.db + "_revoke",
+                                             args.db + "_story")
+    made = [db_race, db_revoke, db_story]
     start = time.monotonic()
     sandbox, url = start_sandbox()
     try:
@@ -401,30 +1001,38 @@ def main():
             made.append(db_kill)
             odoo.install(db_kill)
         checks.check(module_state(db_kill) == "installed", f"{MODULE} is installed in {db_kill}")
+        odoo.copydb(db_kill, db_story)  # the fresh install, for the prefork story
         process, log = odoo.shell(db_kill, CONNECT.format(url=url, module=MODULE), "connect")
         code, output = wait(process, log)
-        if checks.check(code == 0 and marker(output, "FAULTS_CONNECTED"),
-                        "the company is connected to the sandbox", f"exit code {code}"):
+        connected = marker(output, "FAULTS_CONNECTED")
+        if checks.check(code == 0 and connected, "the company is connected to the sandbox",
+                        f"exit code {code}"):
             odoo.copydb(db_kill, db_race)  # connected, never synced
+            odoo.copydb(db_kill, db_revoke)
             clients = sandbox_clients(url)
-            for scenario, db_name, *extra in ((killed_in_the_middle, db_kill),
-                                              (two_at_once, db_race, work)):
+            # The revocation goes last: it revokes the grant all three databases use.
+            for scenario, *extra in ((killed_in_the_middle, db_kill, clients),
+                                     (two_at_once, db_race, clients, work),
+                                     (revoked_during_sync, db_revoke, clients, url,
+                                      int(connected[0]))):
                 try:
-                    scenario(checks, odoo, db_name, clients, *extra)
+                    scenario(checks, odoo, *extra)
                 except Exception as error:  # noqa: BLE001 - report it as a failed check
                     checks.check(False, f"{scenario.__name__} ran to the end",
                                  f"{type(error).__name__}: {error}")
+        stop_sandbox(sandbox)
+        try:
+            prefork_story(checks, odoo, db_story)
+        except Exception as error:  # noqa: BLE001 - report it as a failed check
+            checks.check(False, "prefork_story ran to the end", f"{type(error).__name__}: {error}")
     finally:
-        sandbox.terminate()
-        sandbox.wait(10)
+        stop_sandbox(sandbox)
         if not args.keep:
             for db in made:
                 odoo.dropdb(db)
-        shutil.rmtree(work, ignore_errors=True)
     print(f"fault injection took {time.monotonic() - start:.0f}s", flush=True)
     print(f"faults: {checks.passed} passed, {checks.failed} failed", flush=True)
     return 1 if checks.failed or not checks.passed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
