@@ -519,16 +519,13 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def errors(self):
-        """(ERROR/CRITICAL lines and the last line of each traceback, the same from tracebacks
-        of Odoo's gevent process failing to start: an environment problem, not counted)."""
-        found, environment, block = [], [], None
+        """ERROR/CRITICAL lines and the last line of each traceback (the websocket worker's
+        included: dev/test's environment can run it)."""
+        found, block = [], None
 
         def close(block):
             if block and block[-1]:
-                # Its traceback may come cut short, between other processes' lines.
-                gevent = any("gevent" in line or "evented" in line or "zope" in line
-                             or 'odoo-server", line 2,' in line for line in block)
-                (environment if gevent else found).append(block[-1])
+                found.append(block[-1])
 
         for line in self.text().splitlines():
             header = LOG_LINE.match(line)
@@ -546,7 +543,7 @@ class Server:
             elif block is None and line.startswith("ERROR: "):
                 found.append(line)  # PostgreSQL's reason under Odoo's "bad query" line
         close(block)
-        return found, environment
+        return found
 
     def job_ends(self, cron_name):
         """How many runs of a cron job have ended (done or failed) so far."""
@@ -559,12 +556,6 @@ def show_errors(lines, limit=20):
         print(f"    {line[:300]}", flush=True)
     if len(lines) > limit:
         print(f"    ... and {len(lines) - limit} more", flush=True)
-
-
-def note_environment(lines):
-    if lines:
-        print(f"note: Odoo's gevent process (websockets) could not start here ({lines[-1][:200]}); "
-              f"{len(lines)} such tracebacks in the server log are not counted", flush=True)
 
 
 def notify_cron(db_name):
@@ -653,7 +644,7 @@ def revoked_during_sync(checks, odoo, db_name, clients, url, account_id):
                             f"{expected} contacts linked, {hints} webhook hints queued)",
                             f"sync log {log_id}: {still}, server "
                             f"{'running' if server.alive() else 'exited'}"):
-            show_errors(server.errors()[0])
+            show_errors(server.errors())
             return
 
         def settled():
@@ -689,8 +680,7 @@ def revoked_during_sync(checks, odoo, db_name, clients, url, account_id):
         checks.check(code == 0 and result and result[1] == "0",
                      "a next sync, in a new process, is not skipped by a lock",
                      f"exit code {code}, lock free/skipped/log/state: {result}")
-        errors, environment = server.errors()
-        note_environment(environment)
+        errors = server.errors()
         if errors:
             print("note: the cron worker's server logged:", flush=True)
             show_errors(errors)
@@ -851,8 +841,7 @@ def prefork_story(checks, odoo, db_name):
                      "the client created in the sandbox became one contact, through its webhook",
                      f"{count} contacts after Sync now; "
                      f"{'arrived' if arrived else 'not there 20s after the webhook'}")
-        errors, environment = story.server.errors()
-        note_environment(environment)
+        errors = story.server.errors()
         if not checks.check(not errors, "no ERROR or traceback in the server log",
                             f"{len(errors)} lines, in {story.server.log}, kept with --keep"):
             show_errors(errors)
@@ -927,8 +916,7 @@ def soak(odoo, db_name, seconds):
         delivered = Counter("ok" if d.get("status") == 200 else (d.get("error") or "?")
                             for d in state["deliveries"])
         reached = sum(1 for ref, phone in phones if story.sandbox_has_phone(ref, phone))
-        errors, environment = story.server.errors()
-        note_environment(environment)
+        errors = story.server.errors()
         print(f"soak: sandbox changes made: {sum(changes.values())} {dict(changes)}")
         print(f"soak: Sync now asked {sync_now} times; contact edits over JSON-RPC: {edits}")
         print(f"soak: syncs started: {len(logs)} {dict(kinds)}")

@@ -291,12 +291,9 @@ ensure_odoo() {
     local py venv="$FB_CACHE/venv"
     py=$(fb_python)
     fb_has_odoo18 "$py" && return 0
-    # A previous run may have installed Odoo into our own virtual environment (before the
-    # setuptools step below existed, too).
+    # A previous run may have installed Odoo into our own virtual environment.
     if [[ -z ${PYTHON:-} ]] && fb_has_odoo18 "$venv/bin/python"; then
         export PYTHON="$venv/bin/python"
-        "$PYTHON" -c 'import pkg_resources; pkg_resources.require("gevent")' >/dev/null 2>&1 ||
-            "$PYTHON" -m pip install -q 'setuptools>=70,<80' >&2
         return 0
     fi
     if ! command -v "$py" >/dev/null 2>&1; then
@@ -348,8 +345,8 @@ EOF
 ensure_dev_requirements() {
     local py
     py=$(fb_python)
-    if "$py" -c 'import pytest, responses, pytest_odoo, ruff, pylint_odoo, websocket' \
-        >/dev/null 2>&1; then
+    if "$py" -c 'import pytest, responses, pytest_odoo, ruff, pylint_odoo, websocket, pkg_resources
+pkg_resources.require("gevent")' >/dev/null 2>&1; then
         return 0
     fi
     fb_info "Installing the development tools (requirements-dev.txt) with $py -m pip"
