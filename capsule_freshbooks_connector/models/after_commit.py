@@ -18,5 +18,7 @@ def after_commit(model, method, items):
         def run():
             todo = list(data.pop(key, {}))
             with registry.cursor() as cr:
-                getattr(api.Environment(cr, uid, context)[model._name], method)(todo)
+                # Held until the commit: the cursor flushes only environments still alive.
+                new_env = api.Environment(cr, uid, context)
+                getattr(new_env[model._name], method)(todo)
     data[key].update(dict.fromkeys(items))

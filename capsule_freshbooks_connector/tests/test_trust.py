@@ -49,6 +49,15 @@ class TestPushSendsOnlyChanges(FreshbooksCase):
                          "what Odoo never held is left alone")
         self.assertEqual(fb["bus_phone"], "+1 555 0002")
 
+    def test_what_was_sent_is_remembered_after_the_commit(self):
+        # The push runs after the commit, in a cursor of its own: its writes must be saved too.
+        self.partner.phone = "+1 555 0010"
+        self.run_postcommit()
+        self.assertEqual(self.partner.freshbooks_sent_values["bus_phone"], "+1 555 0010")
+        self.partner.email = "again@far.test"
+        self.run_postcommit()
+        self.assertEqual(self.bodies()[-1], {"email": "again@far.test"})
+
     def test_clearing_a_field_in_odoo_clears_it_in_freshbooks(self):
         self.partner.write({"street": False, "email": "new@far.test"})
         self.run_postcommit()
