@@ -618,7 +618,7 @@ def test_callback_validation_errors(sandbox, api):
     assert body["details"] == ["event: Value error, Unrecognized event.",
                                "uri: Input should be a valid URL, relative URL without a base"]
     only_event = api.post(callbacks_path(sandbox), json={"callback": {
-        "event": "estimate.create", "uri": "http://127.0.0.1:9/x"}})
+        "event": "expense.create", "uri": "http://127.0.0.1:9/x"}})
     assert only_event.json()["details"] == ["event: Value error, Unrecognized event."]
     assert sandbox.callbacks() == []
 
