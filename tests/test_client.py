@@ -30,6 +30,8 @@ from freshbooks.client import TOKEN_TIMEOUT
 ACCOUNT = "ABC123"
 CLIENTS = f"{API}/accounting/account/{ACCOUNT}/users/clients"
 INVOICES = f"{API}/accounting/account/{ACCOUNT}/invoices/invoices"
+PAYMENTS = f"{API}/accounting/account/{ACCOUNT}/payments/payments"
+ESTIMATES = f"{API}/accounting/account/{ACCOUNT}/estimates/estimates"
 CALLBACKS = f"{API}/events/account/{ACCOUNT}/events/callbacks"
 TOKEN_URL = f"{API}/auth/oauth/token"
 REVOKE_URL = f"{API}/auth/oauth/revoke"
@@ -71,10 +73,11 @@ def test_authorization_url(fb):
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{AUTH}/oauth/authorize"
     assert parse_qs(parts.query) == {
         "client_id": [CLIENT_ID], "response_type": ["code"], "redirect_uri": [REDIRECT_URI],
-        "scope": ["user:profile:read user:clients:read user:clients:write user:invoices:read"],
+        "scope": ["user:profile:read user:clients:read user:clients:write user:invoices:read "
+                  "user:payments:read user:estimates:read"],
         "state": ["db:1:nonce"]}
     assert DEFAULT_SCOPES == ("user:profile:read", "user:clients:read", "user:clients:write",
-                              "user:invoices:read")
+                              "user:invoices:read", "user:payments:read", "user:estimates:read")
 
 
 def test_authorization_url_with_other_scopes(fb):
@@ -362,6 +365,102 @@ def test_get_invoice(api, fb, fixture):
     invoice = fixture("list_invoices_response.json")["response"]["result"]["invoices"][0]
     api.get(f"{INVOICES}/217506", json={"response": {"result": {"invoice": invoice}}})
     assert fb.get_invoice(ACCOUNT, 217506)["customerid"] == 217572
+
+
+# --- any accounting resource -------------------------------------------------------------------
+
+def test_iter_pages_yields_whole_pages_lazily(api, fb):
+    for page in (1, 2):
+        api.get(PAYMENTS, json=page_of("payments", [{"id": page * 10}, {"id": page * 10 + 1}],
+                                       page, 2))
+    pages = fb.iter_pages(ACCOUNT, "payments")
+    assert len(api.calls) == 0, "nothing is requested before the first page is wanted"
+    assert [p["id"] for p in next(pages)] == [10, 11]
+    assert len(api.calls) == 1, "page 2 waits until it is wanted"
+    assert [[p["id"] for p in page] for page in pages] == [[20, 21]]
+    assert [dict(query(call))["page"] for call in api.calls] == ["1", "2"]
+
+
+def test_iter_pages_of_the_payments_sample(api, fb, fixture):
+    api.get(PAYMENTS, json=fixture("list_payments_response.json"))
+    pages = list(fb.iter_pages(ACCOUNT, "payments"))
+    assert [[(p["logid"], p["type"]) for p in page] for page in pages] == [
+        [(235435, "Credit Card"), (235436, "2Checkout")]]
+
+
+def test_iter_pages_search_filters(api, fb):
+    api.get(ESTIMATES, json=page_of("estimates", [], 1, 1))
+    list(fb.iter_pages(ACCOUNT, "estimates", updated_since=date(2024, 5, 1), newest_first=True,
+                       search={"customerid": 12345, "statusids": [1, 5], "notes": None,
+                               "estimate_number_like": "00"}))
+    assert query(api.calls[0]) == [
+        ("sort", "updated_desc"), ("search[updated_min]", "2024-05-01"),
+        ("search[customerid]", "12345"), ("search[statusids][]", "1"),
+        ("search[statusids][]", "5"), ("search[estimate_number_like]", "00"),
+        ("page", "1"), ("per_page", "100")]
+
+
+def test_iter_pages_writes_booleans_as_freshbooks_reads_them(api, fb):
+    api.get(PAYMENTS, json=page_of("payments", [], 1, 1))
+    list(fb.iter_pages(ACCOUNT, "payments", search={"from_credit": False}))
+    assert ("search[from_credit]", "false") in query(api.calls[0])
+
+
+def test_empty_payments_with_zero_pages(api, fb):
+    # FreshBooks answers an empty payment listing with "pages": 0.
+    api.get(PAYMENTS, json=page_of("payments", [], 1, 0))
+    assert list(fb.iter_pages(ACCOUNT, "payments", search={"clientid": 12345})) == []
+    assert len(api.calls) == 1
+    assert fb.truncated == []
+
+
+def test_zero_pages_after_a_full_page_stops(api, fb):
+    api.get(PAYMENTS, json=page_of("payments", [{"id": n} for n in range(100)], 1, 0))
+    assert [len(page) for page in fb.iter_pages(ACCOUNT, "payments")] == [100]
+    assert len(api.calls) == 1
+
+
+def test_iter_pages_stops_at_the_cap(api, make_client):
+    fb = make_client(max_pages=2)
+    api.get(ESTIMATES, json={"response": {"result": {"estimates": [{"id": n} for n in range(100)]}}})
+    assert len(list(fb.iter_pages(ACCOUNT, "estimates"))) == 2
+    assert fb.truncated == ["estimates"]
+
+
+def test_unknown_resource_is_refused_before_any_request(fb):
+    with pytest.raises(ValueError, match="expenses"):
+        fb.iter_pages(ACCOUNT, "expenses")
+    with pytest.raises(ValueError, match="expenses"):
+        fb.get(ACCOUNT, "expenses", 1)
+    assert fb.request_count == 0
+
+
+def test_get_payment(api, fb, fixture):
+    api.get(f"{PAYMENTS}/235435", json=fixture("get_payment_response.json"))
+    payment = fb.get(ACCOUNT, "payments", 235435)
+    assert (payment["logid"], payment["invoiceid"], payment["clientid"]) == (235435, 987654, 12345)
+    assert payment["amount"] == {"amount": "41.94", "code": "CAD"}
+
+
+def test_get_estimate(api, fb, fixture):
+    api.get(f"{ESTIMATES}/41002", json=fixture("get_estimate_response.json"))
+    estimate = fb.get(ACCOUNT, "estimates", 41002)
+    assert (estimate["estimate_number"], estimate["customerid"], estimate["ui_status"]) == (
+        "0000002", 12345, "draft")
+
+
+def test_get_a_missing_estimate(api, fb):
+    api.get(f"{ESTIMATES}/9", status=404, json={"response": {"errors": [
+        {"errno": 1012, "field": "estimateid", "message": "Estimate not found."}]}})
+    with pytest.raises(NotFoundError) as caught:
+        fb.get(ACCOUNT, "estimates", 9)
+    assert (caught.value.errno, caught.value.field) == (1012, "estimateid")
+
+
+def test_get_answer_without_the_object(api, fb):
+    api.get(f"{PAYMENTS}/1", json={"response": {"result": {"invoice": {"id": 1}}}})
+    with pytest.raises(MalformedResponseError):
+        fb.get(ACCOUNT, "payments", 1)
 
 
 # --- webhook callbacks -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ SANDBOX_DIR = Path(__file__).resolve().parent.parent / "dev" / "sandbox"
 sys.path.insert(0, str(SANDBOX_DIR))
 
 import freshbooks_sandbox as fbs  # noqa: E402
+from freshbooks import FreshBooksClient, TokenSet  # noqa: E402 - the add-on's client (conftest)
 
 CLIENT_ID, CLIENT_SECRET = "sandbox-client-id", "sandbox-client-secret"
 REDIRECT = "http://127.0.0.1:8069/freshbooks/oauth/callback"
@@ -123,6 +124,10 @@ def accounting(sandbox, rest=""):
 
 def invoices_path(sandbox, rest=""):
     return f"/accounting/account/{sandbox.account_ids[0]}/invoices/invoices{rest}"
+
+
+def records_path(sandbox, kind, rest=""):
+    return f"/accounting/account/{sandbox.account_ids[0]}/{kind}s/{kind}s{rest}"
 
 
 def callbacks_path(sandbox, rest=""):
@@ -572,6 +577,232 @@ def test_update_invoice_recomputes_money(sandbox):
         sandbox.update_invoice(1, v3_status="paid")
 
 
+# -- payments and estimates -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seeded():
+    with fbs.Sandbox(clients=40, invoices=3, seed=3) as box:
+        yield box, Api(box, box.issue_tokens()["access_token"])
+
+
+@pytest.mark.parametrize(("kind", "client_field"), [("payment", "clientid"),
+                                                    ("estimate", "customerid")])
+def test_payments_and_estimates_list_and_get(seeded, kind, client_field):
+    box, api = seeded
+    stored = getattr(box, f"{kind}s")()
+    assert stored, "the seed made some"
+    listed = all_pages(api, records_path(box, kind), f"{kind}s")
+    assert listed == stored
+    second = api.get(records_path(box, kind), params={"per_page": 5, "page": 2}).json()
+    result = second["response"]["result"]
+    assert (result["page"], result["per_page"], result["total"]) == (2, 5, len(stored))
+    assert result["pages"] == -(-len(stored) // 5)
+    assert result[f"{kind}s"] == listed[5:10]
+    one = stored[len(stored) // 2]
+    by_client = all_pages(api, records_path(box, kind), f"{kind}s",
+                          **{f"search[{client_field}]": one[client_field]})
+    assert by_client and all(r[client_field] == one[client_field] for r in by_client)
+    assert by_client == [r for r in listed if r[client_field] == one[client_field]]
+    day = sorted(r["updated"][:10] for r in stored)[len(stored) // 2]
+    recent = all_pages(api, records_path(box, kind), f"{kind}s", **{"search[updated_min]": day})
+    assert recent == [r for r in listed if r["updated"][:10] >= day]
+    newest = all_pages(api, records_path(box, kind), f"{kind}s", sort="updated_desc")
+    assert [r["updated"] for r in newest] == sorted((r["updated"] for r in stored), reverse=True)
+    got = api.get(records_path(box, kind, f"/{one['id']}")).json()["response"]["result"][kind]
+    assert got == next(r for r in listed if r["id"] == one["id"])
+    missing = api.get(records_path(box, kind, "/1"))
+    assert missing.status_code == 404
+    assert missing.json()["response"]["errors"][0]["errno"] == 1012
+
+
+def test_payments_of_an_invoice(seeded):
+    box, api = seeded
+    payment = box.payments()[0]
+    listed = all_pages(api, records_path(box, "payment"), "payments",
+                       **{"search[invoiceid]": payment["invoiceid"]})
+    assert [p["invoiceid"] for p in listed] == [payment["invoiceid"]] * len(listed)
+    assert sum(fbs._cents(p["amount"]) for p in listed) == fbs._cents(
+        box.get_invoice(payment["invoiceid"])["paid"])
+
+
+def test_an_empty_payment_listing_has_zero_pages(sandbox, api):
+    result = api.get(records_path(sandbox, "payment")).json()["response"]["result"]
+    assert (result["payments"], result["page"], result["pages"], result["total"]) == ([], 1, 0, 0)
+    result = api.get(records_path(sandbox, "estimate")).json()["response"]["result"]
+    assert (result["estimates"], result["pages"]) == ([], 1)
+
+
+def test_the_client_reads_payment_pages_from_the_sandbox():
+    with fbs.Sandbox(clients=120, invoices=3, seed=2) as box:
+        tokens = box.issue_tokens()
+        fb = FreshBooksClient(CLIENT_ID, CLIENT_SECRET, REDIRECT, api_url=box.url,
+                              auth_url=box.url, tokens=TokenSet(
+                                  tokens["access_token"], tokens["refresh_token"],
+                                  time.time() + 3600))
+        fb.session.trust_env = False
+        account = box.account_ids[0]
+        pages = list(fb.iter_pages(account, "payments"))
+        assert [len(page) for page in pages[:-1]] == [100] * (len(pages) - 1)
+        assert [p for page in pages for p in page] == box.payments()
+        estimate = box.estimates()[0]
+        assert fb.get(account, "estimates", estimate["id"])["estimate_number"] == \
+            estimate["estimate_number"]
+        client = box.add_client(organization="Nothing Paid")
+        assert list(fb.iter_pages(account, "payments", search={"clientid": client["id"]})) == []
+
+
+def test_deleted_payments_and_estimates_are_listed_like_invoices(sandbox, api):
+    client = sandbox.add_client(organization="Deleting")
+    invoice = sandbox.add_invoice(client["id"], amount="50.00", v3_status="sent")
+    payment = sandbox.add_payment(invoice["id"], amount="20.00")
+    estimate = sandbox.add_estimate(client["id"])
+    sandbox.delete_payment(payment["id"])
+    sandbox.delete_estimate(estimate["id"])
+    for kind, record in (("payment", payment), ("estimate", estimate)):
+        assert all_pages(api, records_path(sandbox, kind), f"{kind}s") == [], \
+            "deleted ones are left out by default"
+        deleted = all_pages(api, records_path(sandbox, kind), f"{kind}s",
+                            **{"search[vis_state]": 1})
+        assert [(r["id"], r["vis_state"]) for r in deleted] == [(record["id"], 1)]
+        got = api.get(records_path(sandbox, kind, f"/{record['id']}")).json()
+        assert got["response"]["result"][kind]["vis_state"] == 1
+    state = sandbox.state()["accounts"]["SBX001"]
+    assert (state["payments"], state["payments_deleted"]) == (1, 1)
+    assert (state["estimates"], state["estimates_deleted"]) == (1, 1)
+    assert sandbox.payments(include_deleted=False) == []
+    assert sandbox.estimates(client_id=client["id"], include_deleted=False) == []
+
+
+def money(record, key="amount"):
+    return record[key]["amount"]
+
+
+def test_payments_move_their_invoice_and_fire_webhooks(sandbox, api, receiver):
+    for event in ("payment.create", "payment.update", "payment.delete", "estimate.create",
+                  "estimate.update", "estimate.delete"):
+        answer = api.post(callbacks_path(sandbox), json={"callback": {
+            "event": event, "uri": receiver.url}})
+        assert answer.status_code == 200, "FreshBooks' payment and estimate events are accepted"
+    verified_callback(sandbox, api, receiver, "payment")
+    verified_callback(sandbox, api, receiver, "invoice.update")
+    client = sandbox.add_client(organization="Paying", currency_code="EUR")
+    invoice = sandbox.add_invoice(client["id"], amount="100.00", v3_status="sent")
+    first = sandbox.add_payment(invoice["id"], amount="40.00", date="2024-05-02",
+                                type="Cash")
+    assert (first["id"], first["invoiceid"], first["clientid"]) == (
+        first["logid"], invoice["id"], client["id"])
+    assert (first["amount"], first["date"], first["type"], first["from_credit"]) == (
+        {"amount": "40.00", "code": "EUR"}, "2024-05-02", "Cash", False)
+    assert first["accounting_systemid"] == sandbox.account_ids[0]
+    after = sandbox.get_invoice(invoice["id"])
+    assert (money(after, "paid"), money(after, "outstanding"), after["v3_status"]) == (
+        "40.00", "60.00", "partial")
+    rest = sandbox.add_payment(invoice["id"], date="2024-05-09")  # what is outstanding
+    assert money(rest) == "60.00"
+    after = sandbox.get_invoice(invoice["id"])
+    assert (money(after, "outstanding"), after["v3_status"], after["date_paid"]) == (
+        "0.00", "paid", "2024-05-09")
+    assert sandbox.update_payment(first["id"], amount="30.00")["amount"]["amount"] == "30.00"
+    assert money(sandbox.get_invoice(invoice["id"]), "paid") == "90.00"
+    sandbox.delete_payment(rest["id"])
+    after = sandbox.get_invoice(invoice["id"])
+    assert (money(after, "paid"), after["v3_status"], after["date_paid"]) == (
+        "30.00", "partial", None)
+    sandbox.delete_payment(first["id"])
+    assert sandbox.get_invoice(invoice["id"])["v3_status"] == "sent"
+    deliveries = sandbox.wait_deliveries(10)
+    assert [(d["event"], d["object_id"]) for d in deliveries] == [
+        ("payment.create", first["id"]), ("invoice.update", invoice["id"]),
+        ("payment.create", rest["id"]), ("invoice.update", invoice["id"]),
+        ("payment.update", first["id"]), ("invoice.update", invoice["id"]),
+        ("payment.delete", rest["id"]), ("invoice.update", invoice["id"]),
+        ("payment.delete", first["id"]), ("invoice.update", invoice["id"])]
+    assert all(d["status"] == 200 and d["signature"] for d in deliveries)
+
+
+def test_payments_keep_their_invoice_consistent(sandbox):
+    client = sandbox.add_client(organization="Careful", currency_code="USD")
+    invoice = sandbox.add_invoice(client["id"], amount="10.00", v3_status="sent")
+    for bad in ({"amount": "10.01"}, {"amount": "0"}, {"amount": {"amount": "5", "code": "EUR"}}):
+        with pytest.raises(ValueError):
+            sandbox.add_payment(invoice["id"], **bad)
+    payment = sandbox.add_payment(invoice["id"], amount="4.00")
+    with pytest.raises(ValueError):
+        sandbox.update_payment(payment["id"], amount="10.50")
+    assert sandbox.payments(client_id=client["id"]) == [sandbox.get_payment(payment["id"])]
+    assert money(sandbox.get_invoice(invoice["id"]), "paid") == "4.00"
+    sandbox.delete_payment(payment["id"])
+    sandbox.update_payment(payment["id"], vis_state=0)  # restored: it counts again
+    assert money(sandbox.get_invoice(invoice["id"]), "outstanding") == "6.00"
+    with pytest.raises(KeyError):
+        sandbox.add_payment(424242)
+
+
+def test_estimates_python_api_and_webhooks(sandbox, api, receiver):
+    verified_callback(sandbox, api, receiver, "estimate")
+    client = sandbox.add_client(organization="Quoting", fname="Ada", lname="Quote",
+                                currency_code="CAD")
+    estimate = sandbox.add_estimate(client["id"], amount="250", ui_status="sent",
+                                    create_date="2024-06-01")
+    assert (estimate["id"], estimate["estimate_number"], estimate["customerid"]) == (
+        estimate["estimateid"], "0000001", client["id"])
+    assert (estimate["amount"], estimate["currency_code"], estimate["create_date"]) == (
+        {"amount": "250.00", "code": "CAD"}, "CAD", "2024-06-01")
+    assert (estimate["status"], estimate["ui_status"], estimate["display_status"],
+            estimate["accepted"], estimate["invoiced"]) == (2, "sent", "sent", False, False)
+    assert (estimate["organization"], estimate["fname"], estimate["lname"],
+            estimate["current_organization"]) == ("Quoting", "Ada", "Quote", "Quoting")
+    sandbox.update_client(client["id"], organization="Quoting Renamed")
+    accepted = sandbox.update_estimate(estimate["id"], status=5)
+    assert (accepted["ui_status"], accepted["accepted"], accepted["invoiced"]) == (
+        "accepted", True, False)
+    assert (accepted["organization"], accepted["current_organization"]) == (
+        "Quoting", "Quoting Renamed")
+    assert sandbox.update_estimate(estimate["id"], ui_status="invoiced")["invoiced"] is True
+    with pytest.raises(ValueError):
+        sandbox.update_estimate(estimate["id"], ui_status="lost")
+    assert sandbox.add_estimate(client["id"])["estimate_number"] == "0000002"
+    sandbox.delete_estimate(estimate["id"])
+    deliveries = sandbox.wait_deliveries(5)
+    assert [d["event"] for d in deliveries] == [
+        "estimate.create", "estimate.update", "estimate.update", "estimate.create",
+        "estimate.delete"]
+    assert sandbox.get_estimate(estimate["id"])["vis_state"] == 1
+    assert [e["id"] for e in sandbox.estimates(client_id=client["id"])] == [
+        estimate["id"], estimate["id"] + 1]
+
+
+def test_control_api_for_payments_and_estimates(sandbox):
+    control = Api(sandbox)
+    client = sandbox.add_client(organization="Controlled")
+    invoice = sandbox.add_invoice(client["id"], amount="80.00", v3_status="sent")
+    created = control.post("/_sandbox/payments", json={"invoice_id": invoice["id"],
+                                                       "amount": "30.00", "type": "Check"})
+    assert created.status_code == 201
+    payment = created.json()["payment"]
+    assert control.get(f"/_sandbox/payments/{payment['id']}").json()["payment"] == payment
+    changed = control.put(f"/_sandbox/payments/{payment['id']}", json={"note": "cheque 12"})
+    assert changed.json()["payment"]["note"] == "cheque 12"
+    listed = control.get("/_sandbox/payments", params={"client_id": client["id"]})
+    assert [p["id"] for p in listed.json()["payments"]] == [payment["id"]]
+    assert control.post(f"/_sandbox/payments/{payment['id']}/delete").json()["payment"][
+        "vis_state"] == 1
+    assert control.post("/_sandbox/payments", json={"amount": "1"}).status_code == 400
+    assert control.post("/_sandbox/payments", json={"invoice_id": invoice["id"],
+                                                    "amount": "99"}).status_code == 400
+    assert control.get("/_sandbox/payments/1").status_code == 404
+    estimate = control.post("/_sandbox/estimates", json={
+        "customerid": client["id"], "status": 3}).json()["estimate"]
+    assert (estimate["customerid"], estimate["ui_status"]) == (client["id"], "viewed")
+    assert control.put(f"/_sandbox/estimates/{estimate['id']}", json={
+        "ui_status": "accepted"}).json()["estimate"]["accepted"] is True
+    assert control.post(f"/_sandbox/estimates/{estimate['id']}/delete").json()["estimate"][
+        "vis_state"] == 1
+    listed = control.get("/_sandbox/estimates", params={"include_deleted": "0"})
+    assert listed.json()["estimates"] == []
+    assert control.post("/_sandbox/estimates", json={"client_id": 424242}).status_code == 404
+
+
 # -- callbacks and webhooks -------------------------------------------------------------------
 
 def test_callback_verification_flow(sandbox, api, receiver):
@@ -618,7 +849,7 @@ def test_callback_validation_errors(sandbox, api):
     assert body["details"] == ["event: Value error, Unrecognized event.",
                                "uri: Input should be a valid URL, relative URL without a base"]
     only_event = api.post(callbacks_path(sandbox), json={"callback": {
-        "event": "estimate.create", "uri": "http://127.0.0.1:9/x"}})
+        "event": "expense.create", "uri": "http://127.0.0.1:9/x"}})
     assert only_event.json()["details"] == ["event: Value error, Unrecognized event."]
     assert sandbox.callbacks() == []
 
@@ -804,6 +1035,66 @@ def test_seeding_10000_clients_and_paging_are_fast():
         listed = time.perf_counter() - start
         assert len(clients) == len([c for c in box.clients() if c["vis_state"] != 1]) == 10000
         assert listed / 100 < 0.05, f"{listed:.2f}s for 100 pages"
+
+
+def test_seeded_payments_add_up_to_each_invoice_paid_amount():
+    box = fbs.Sandbox(clients=300, invoices=3, seed=5)
+    by_invoice = {}
+    for payment in box.payments():
+        by_invoice.setdefault(payment["invoiceid"], []).append(payment)
+    for invoice in box.invoices():
+        payments = by_invoice.pop(invoice["id"], [])
+        paid = fbs._cents(invoice["paid"])
+        assert sum(fbs._cents(p["amount"]) for p in payments) == paid
+        assert len(payments) <= 2
+        assert bool(payments) == (invoice["v3_status"] in ("paid", "partial"))
+        for payment in payments:
+            assert payment["id"] == payment["logid"]
+            assert payment["clientid"] == invoice["customerid"]
+            assert payment["amount"]["code"] == invoice["currency_code"]
+            assert fbs._cents(payment["amount"]) > 0
+            assert invoice["create_date"] <= payment["date"] == payment["updated"][:10]
+            assert payment["type"] in fbs.PAYMENT_TYPES and payment["from_credit"] is False
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", payment["updated"])
+        if invoice["v3_status"] == "paid":
+            assert max(p["date"] for p in payments) == invoice["date_paid"]
+    assert by_invoice == {}, "every payment belongs to an invoice"
+    counts = Counter(Counter(p["invoiceid"] for p in box.payments()).values())
+    assert set(counts) == {1, 2}, "invoices paid at once and in two goes"
+
+
+def test_seeded_estimates():
+    box = fbs.Sandbox(clients=300, invoices=1, seed=5)
+    clients = {c["id"]: c for c in box.clients()}
+    estimates = box.estimates()
+    assert 0.2 <= len(estimates) / len(clients) <= 0.45
+    assert len({e["customerid"] for e in estimates}) == len(estimates), "one per client"
+    assert [e["estimate_number"] for e in estimates] == [
+        f"{n:07d}" for n in range(1, len(estimates) + 1)]
+    assert {e["ui_status"] for e in estimates} == {"draft", "sent", "viewed", "accepted",
+                                                   "invoiced"}
+    for estimate in estimates:
+        client = clients[estimate["customerid"]]
+        assert estimate["id"] == estimate["estimateid"]
+        assert fbs.ESTIMATE_STATUSES[estimate["status"] - 1] == estimate["ui_status"]
+        assert estimate["accepted"] == (estimate["status"] >= 5)
+        assert estimate["currency_code"] == estimate["amount"]["code"] == client["currency_code"]
+        assert (estimate["organization"], estimate["fname"]) == (client["organization"],
+                                                                 client["fname"])
+        assert estimate["create_date"] <= estimate["updated"][:10]
+
+
+def test_payments_and_estimates_are_seeded_alike_for_a_seed_without_changing_invoices():
+    first = fbs.Sandbox(clients=300, invoices=2, seed=5)
+    second = fbs.Sandbox(clients=300, invoices=2, seed=5)
+    other = fbs.Sandbox(clients=300, invoices=2, seed=6)
+    assert first.payments() == second.payments() and first.estimates() == second.estimates()
+    assert first.payments() != other.payments() and first.estimates() != other.estimates()
+    # Invoices' amounts and statuses for seed 5 as they were before payments and estimates.
+    rows = [[i["id"], i["customerid"], i["amount"]["amount"], i["paid"]["amount"],
+             i["v3_status"]] for i in first.invoices()]
+    assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == \
+        "3d217af8256610dd1968703f76e75f7a1e0e962b0c11c89239e53f8c5cce41a6"
 
 
 # -- control API, counters, CLI ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """FreshBooks API client: plain Python and requests, nothing here imports Odoo."""
 
-from .client import DEFAULT_SCOPES, Business, FreshBooksClient, TokenSet
+from .client import ACCOUNTING_RESOURCES, DEFAULT_SCOPES, Business, FreshBooksClient, TokenSet
 from .errors import (
     AuthError,
     FreshBooksError,
@@ -14,6 +14,7 @@ from .errors import (
 from .webhooks import parse_webhook_body, sign_webhook, verify_webhook
 
 __all__ = [
+    "ACCOUNTING_RESOURCES",
     "DEFAULT_SCOPES",
     "AuthError",
     "Business",

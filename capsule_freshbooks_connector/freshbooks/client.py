@@ -1,10 +1,11 @@
-"""FreshBooks API client: OAuth 2, identity, clients, invoices and webhook callbacks."""
+"""FreshBooks API client: OAuth 2, identity, accounting resources and webhook callbacks."""
 
 # Plain requests, not oauthlib nor FreshBooks' SDK: refresh tokens are single-use, so the caller must be
 # able to lock and persist each refresh, and the SDK neither refreshes, pages nor reuses connections.
 
 import email.utils
 import errno as errno_codes
+import itertools
 import logging
 import random
 import re
@@ -29,7 +30,16 @@ from .errors import (
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_SCOPES = ("user:profile:read", "user:clients:read", "user:clients:write", "user:invoices:read")
+DEFAULT_SCOPES = ("user:profile:read", "user:clients:read", "user:clients:write", "user:invoices:read",
+                  "user:payments:read", "user:estimates:read")
+# Accounting resources: name (also the key of the list in a listing) -> (path under
+# /accounting/account/<account_id>/, key of the single object in a get answer).
+ACCOUNTING_RESOURCES = {
+    "clients": ("users/clients", "client"),
+    "invoices": ("invoices/invoices", "invoice"),
+    "payments": ("payments/payments", "payment"),
+    "estimates": ("estimates/estimates", "estimate"),
+}
 PER_PAGE = 100  # FreshBooks silently caps per_page at 100
 # A listing that keeps sending full pages without a page count stops here (a million items).
 MAX_PAGES = 10000
@@ -110,6 +120,13 @@ def _never_sent(error):
                   current.__context__)
         pending.extend(item for item in linked if isinstance(item, BaseException))
     return False
+
+
+def _search_value(value):
+    """A search filter value as FreshBooks reads it: booleans are written true and false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def _retry_after(response):
@@ -309,55 +326,70 @@ class FreshBooksClient:
                                   str(membership.get("role") or "")))
         return found
 
-    # --- clients -------------------------------------------------------------------------------
+    # --- accounting resources ------------------------------------------------------------------
 
-    def _clients_url(self, account_id):
-        return f"{self.api_url}/accounting/account/{account_id}/users/clients"
+    def _resource_url(self, account_id, resource):
+        if resource not in ACCOUNTING_RESOURCES:
+            raise ValueError(f"Unknown FreshBooks resource {resource!r}; known: "
+                             f"{', '.join(ACCOUNTING_RESOURCES)}.")
+        return f"{self.api_url}/accounting/account/{account_id}/{ACCOUNTING_RESOURCES[resource][0]}"
+
+    def iter_pages(self, account_id, resource, updated_since=None, newest_first=False, search=None):
+        """Every page (a list of objects, in FreshBooks' order) of a listing of `resource`.
+
+        Lazy: nothing is requested until the first page is wanted; a bad argument fails at once.
+        `search` adds `search[name]=value` filters; a list value repeats `search[name][]`, and a
+        None value is left out.
+        """
+        params = [("sort", "updated_desc")] if newest_first else []
+        if updated_since is not None:
+            params.append(("search[updated_min]", _day(updated_since)))
+        for name, value in (search or {}).items():
+            if isinstance(value, (list, tuple, set, frozenset)):
+                params.extend((f"search[{name}][]", _search_value(item)) for item in value)
+            elif value is not None:
+                params.append((f"search[{name}]", _search_value(value)))
+        return self._pages(self._resource_url(account_id, resource), resource, params)
+
+    def get(self, account_id, resource, object_id):
+        """One object of `resource`, unwrapped from {"response": {"result": {"<key>": {...}}}}."""
+        url = f"{self._resource_url(account_id, resource)}/{object_id}"
+        return _object(self._request("GET", url), ACCOUNTING_RESOURCES[resource][1])
+
+    # --- clients -------------------------------------------------------------------------------
 
     def iter_clients(self, account_id, updated_since=None, vis_state=None, client_ids=None,
                      newest_first=False, email=None):
         """Every client, page by page: nothing is requested until the first item is wanted."""
-        params = [("sort", "updated_desc")] if newest_first else []
-        if email:
-            params.append(("search[email]", email))
-        if updated_since is not None:
-            params.append(("search[updated_min]", _day(updated_since)))
-        if vis_state is not None:
-            params.append(("search[vis_state]", int(vis_state)))
-        params.extend(("search[userids][]", client_id) for client_id in client_ids or ())
-        return self._pages(self._clients_url(account_id), "clients", params)
+        search = {"email": email or None,
+                  "vis_state": None if vis_state is None else int(vis_state),
+                  "userids": list(client_ids or ())}
+        return itertools.chain.from_iterable(self.iter_pages(
+            account_id, "clients", updated_since, newest_first, search))
 
     def get_client(self, account_id, client_id):
-        return _object(self._request("GET", f"{self._clients_url(account_id)}/{client_id}"), "client")
+        return self.get(account_id, "clients", client_id)
 
     def create_client(self, account_id, data):
-        return _object(self._request("POST", self._clients_url(account_id), json={"client": data}),
-                       "client")
+        return _object(self._request("POST", self._resource_url(account_id, "clients"),
+                                     json={"client": data}), "client")
 
     def update_client(self, account_id, client_id, data):
         if "vis_state" in data and len(data) > 1:
             # FreshBooks applies a vis_state change alone and silently drops the other fields.
             raise ValueError("Send vis_state on its own, not together with other client fields.")
-        return _object(self._request("PUT", f"{self._clients_url(account_id)}/{client_id}",
+        return _object(self._request("PUT", f"{self._resource_url(account_id, 'clients')}/{client_id}",
                                      json={"client": data}), "client")
 
     # --- invoices ------------------------------------------------------------------------------
 
-    def _invoices_url(self, account_id):
-        return f"{self.api_url}/accounting/account/{account_id}/invoices/invoices"
-
     def iter_invoices(self, account_id, updated_since=None, client_id=None, newest_first=False):
         """Every invoice (of one client if given), page by page, lazily."""
-        params = [("sort", "updated_desc")] if newest_first else []
-        if updated_since is not None:
-            params.append(("search[updated_min]", _day(updated_since)))
-        if client_id is not None:
-            params.append(("search[customerid]", client_id))
-        return self._pages(self._invoices_url(account_id), "invoices", params)
+        return itertools.chain.from_iterable(self.iter_pages(
+            account_id, "invoices", updated_since, newest_first, {"customerid": client_id}))
 
     def get_invoice(self, account_id, invoice_id):
-        return _object(self._request("GET", f"{self._invoices_url(account_id)}/{invoice_id}"),
-                       "invoice")
+        return self.get(account_id, "invoices", invoice_id)
 
     # --- webhook callbacks ---------------------------------------------------------------------
 
@@ -381,7 +413,8 @@ class FreshBooksClient:
                                        json={"callback": {"resend": True}}))
 
     def list_callbacks(self, account_id):
-        return list(self._pages(self._callbacks_url(account_id), "callbacks", []))
+        return list(itertools.chain.from_iterable(
+            self._pages(self._callbacks_url(account_id), "callbacks", [])))
 
     def delete_callback(self, account_id, callback_id):
         self._request("DELETE", f"{self._callbacks_url(account_id)}/{callback_id}")
@@ -389,6 +422,7 @@ class FreshBooksClient:
     # --- machinery -----------------------------------------------------------------------------
 
     def _pages(self, url, key, params):
+        """Each non-empty page of a listing, as a list; FreshBooks' `pages` may be 0 when empty."""
         page = 1
         while True:
             result = _result(self._request(
@@ -397,7 +431,8 @@ class FreshBooksClient:
             if not isinstance(items, list):
                 raise MalformedResponseError(f"The answer holds no list of {key}.",
                                              summary=MalformedResponseError.summary)
-            yield from items
+            if items:
+                yield items
             pages = _int(result.get("pages"))
             # Without a page count, a short page is the last one.
             if not items or (page >= pages if pages is not None else len(items) < PER_PAGE):

@@ -4,10 +4,11 @@
 Development tooling only: it is not part of the add-on. Standard library only, loopback only.
 
 One base URL serves what FreshBooks splits over auth.freshbooks.com and api.freshbooks.com:
-the OAuth consent page and token endpoint, /auth/api/v1/users/me, clients, invoices and webhook
-callbacks, in FreshBooks' URLs and JSON shapes (see dev/sandbox/README.md). It keeps its state in
-memory, seeds it reproducibly from a seed, delivers signed webhooks, injects faults on demand and
-exposes everything to tests, through the `Sandbox` object or the HTTP control API under /_sandbox/.
+the OAuth consent page and token endpoint, /auth/api/v1/users/me, clients, invoices, payments,
+estimates and webhook callbacks, in FreshBooks' URLs and JSON shapes (see dev/sandbox/README.md).
+It keeps its state in memory, seeds it reproducibly from a seed, delivers signed webhooks, injects
+faults on demand and exposes everything to tests, through the `Sandbox` object or the HTTP control
+API under /_sandbox/.
 
     python3 dev/sandbox/freshbooks_sandbox.py --port 8099 --clients 50 --invoices 3 --seed 1
 
@@ -22,6 +23,7 @@ import copy
 import datetime
 import email.parser
 import email.policy
+import functools
 import hashlib
 import heapq
 import hmac
@@ -47,7 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 DEFAULT_CLIENT_ID = "sandbox-client-id"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
 DEFAULT_APP_NAME = "Odoo Connector (sandbox app)"
-DEFAULT_SCOPES = "user:profile:read user:clients:read user:clients:write user:invoices:read"
+DEFAULT_SCOPES = ("user:profile:read user:clients:read user:clients:write user:invoices:read "
+                  "user:payments:read user:estimates:read")
 SCOPE_OBJECTS = (
     "bill_payments", "bill_vendors", "billable_items", "bills", "business", "clients",
     "credit_notes", "estimates", "expenses", "invoices", "journal_entries", "notifications",
@@ -62,8 +65,8 @@ MAX_PER_PAGE = 100
 MAX_BODY = 10 * 1024 * 1024
 DELIVERY_TIMEOUT = 10
 API_PREFIXES = ("/auth/", "/accounting/", "/events/")
-CALLBACK_EVENTS = ("client", "client.create", "client.update", "client.delete",
-                   "invoice", "invoice.create", "invoice.update", "invoice.delete")
+CALLBACK_EVENTS = tuple(f"{kind}{action}" for kind in ("client", "invoice", "payment", "estimate")
+                        for action in ("", ".create", ".update", ".delete"))
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 DAY_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
@@ -72,6 +75,8 @@ USER_ID = 1
 FIRST_CLIENT_ID = 10001
 FIRST_INVOICE_ID = 500001
 FIRST_CALLBACK_ID = 2001
+FIRST_PAYMENT_ID = 700001
+FIRST_ESTIMATE_ID = 300001
 FIRST_BUSINESS_ID = 100001
 UUID_NAMESPACE = uuid.UUID("6f1c2a52-3d4e-4b8a-9c0d-5e6f7a8b9c0d")
 
@@ -128,6 +133,32 @@ INVOICE_STATUSES = {
 }
 SEED_INVOICE_STATUSES = (("draft", 15), ("sent", 20), ("viewed", 10), ("paid", 35),
                          ("partial", 10), ("overdue", 10))
+PAYMENT_TYPES = ("Check", "Credit Card", "Cash", "Bank Transfer")
+# A payment's fields after its ids, in the order of FreshBooks' samples.
+PAYMENT_DEFAULTS = {
+    "amount": None, "date": "", "type": "Check", "note": "", "gateway": None, "from_credit": False,
+    "creditid": None, "overpaymentid": None, "bulk_paymentid": None, "orderid": None,
+    "transactionid": None, "send_client_notification": None, "updated": "", "vis_state": 0}
+# An estimate's ui_status by its status code minus one; "replied" exists in FreshBooks Classic only.
+ESTIMATE_STATUSES = ("draft", "sent", "viewed", "replied", "accepted", "invoiced")
+SEED_ESTIMATE_STATUSES = (("draft", 25), ("sent", 25), ("viewed", 15), ("accepted", 20),
+                          ("invoiced", 15))
+SEED_ESTIMATE_SHARE = 1 / 3  # of clients that get one
+# Payments and estimates live alike: per account, by id. kind -> the list's key, the id's other
+# name, the id field of its client, the search[...] equality filters, the first id, and the
+# page count of an empty listing (FreshBooks answers an empty payment listing with "pages": 0).
+RECORD_KINDS = {
+    "payment": {"plural": "payments", "id_alias": "logid", "client_field": "clientid",
+                "fixed": ("invoiceid", "clientid"), "filters": ("clientid", "invoiceid"),
+                "first_id": FIRST_PAYMENT_ID, "empty_pages": 0},
+    "estimate": {"plural": "estimates", "id_alias": "estimateid", "client_field": "customerid",
+                 "fixed": ("customerid",), "filters": ("customerid",),
+                 "first_id": FIRST_ESTIMATE_ID, "empty_pages": 1},
+}
+# What the control API's add takes as the parent of each kind (its name, then FreshBooks' name).
+CONTROL_PARENTS = {"invoice": ("client_id", "customerid"), "payment": ("invoice_id", "invoiceid"),
+                   "estimate": ("client_id", "customerid")}
+EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 # ---------------------------------------------------------------------------------------------
 # Seed data: 132 first names x 130 last names, companies from three patterns (10,000+ names).
@@ -277,6 +308,11 @@ def _cents(value):
     return int(amount * 100)
 
 
+def _counted(payment):
+    """The cents a payment adds to its invoice's paid amount: none once deleted."""
+    return 0 if payment["vis_state"] == 1 else _cents(payment["amount"])
+
+
 def _money_code(value):
     return value.get("code") if isinstance(value, dict) else None
 
@@ -384,7 +420,8 @@ class _Request:
 
 
 # ---------------------------------------------------------------------------------------------
-# Routes: (method, pattern, handler name). {name} matches one path segment.
+# Routes: (method, pattern, handler name[, kind]). {name} matches one path segment; a kind
+# (invoice, payment, estimate) is given to the handler before the request.
 ROUTES = (
     ("GET", "/", "_page_index"),
     ("GET", "/favicon.ico", "_page_favicon"),
@@ -400,6 +437,13 @@ ROUTES = (
     ("GET", "/accounting/account/{account_id}/invoices/invoices", "_api_list_invoices"),
     ("GET", "/accounting/account/{account_id}/invoices/invoices/{invoice_id}",
      "_api_get_invoice"),
+    ("GET", "/accounting/account/{account_id}/payments/payments", "_api_list_records", "payment"),
+    ("GET", "/accounting/account/{account_id}/payments/payments/{payment_id}", "_api_get_record",
+     "payment"),
+    ("GET", "/accounting/account/{account_id}/estimates/estimates", "_api_list_records",
+     "estimate"),
+    ("GET", "/accounting/account/{account_id}/estimates/estimates/{estimate_id}",
+     "_api_get_record", "estimate"),
     ("GET", "/events/account/{account_id}/events/callbacks", "_api_list_callbacks"),
     ("POST", "/events/account/{account_id}/events/callbacks", "_api_create_callback"),
     ("GET", "/events/account/{account_id}/events/callbacks/{callback_id}", "_api_get_callback"),
@@ -415,11 +459,12 @@ ROUTES = (
     ("POST", "/_sandbox/clients/{client_id}/delete", "_ctl_delete_client"),
     ("POST", "/_sandbox/clients/{client_id}/archive", "_ctl_archive_client"),
     ("POST", "/_sandbox/clients/{client_id}/restore", "_ctl_restore_client"),
-    ("GET", "/_sandbox/invoices", "_ctl_list_invoices"),
-    ("POST", "/_sandbox/invoices", "_ctl_add_invoice"),
-    ("GET", "/_sandbox/invoices/{invoice_id}", "_ctl_get_invoice"),
-    ("PUT", "/_sandbox/invoices/{invoice_id}", "_ctl_update_invoice"),
-    ("POST", "/_sandbox/invoices/{invoice_id}/delete", "_ctl_delete_invoice"),
+    *(route for kind in CONTROL_PARENTS for route in (
+        ("GET", f"/_sandbox/{kind}s", "_ctl_list", kind),
+        ("POST", f"/_sandbox/{kind}s", "_ctl_add", kind),
+        ("GET", f"/_sandbox/{kind}s/{{{kind}_id}}", "_ctl_get", kind),
+        ("PUT", f"/_sandbox/{kind}s/{{{kind}_id}}", "_ctl_update", kind),
+        ("POST", f"/_sandbox/{kind}s/{{{kind}_id}}/delete", "_ctl_delete", kind))),
     ("GET", "/_sandbox/callbacks", "_ctl_callbacks"),
     ("POST", "/_sandbox/faults", "_ctl_faults"),
     ("POST", "/_sandbox/expire_tokens", "_ctl_expire_tokens"),
@@ -430,8 +475,8 @@ ROUTES = (
 )
 _COMPILED_ROUTES = tuple(
     (method, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern.rstrip("/"))
-                        + "/?$"), pattern, name)
-    for method, pattern, name in ROUTES)
+                        + "/?$"), pattern, name, kind[0] if kind else None)
+    for method, pattern, name, *kind in ROUTES)
 
 
 class _Server(ThreadingHTTPServer):
@@ -553,13 +598,18 @@ class Sandbox:
         self._invoice_index = {}
         self._invoices_by_client = {}
         self._invoice_numbers = Counter()
+        self._records = {kind: {b["account_id"]: {} for b in self._businesses}
+                         for kind in RECORD_KINDS}
+        self._record_index = {kind: {} for kind in RECORD_KINDS}
+        self._next_record_id = {kind: spec["first_id"] for kind, spec in RECORD_KINDS.items()}
+        self._estimate_numbers = Counter()
         self._callbacks = {b["account_id"]: {} for b in self._businesses}
         self._callback_index = {}
         self._next_client_id = FIRST_CLIENT_ID
         self._next_invoice_id = FIRST_INVOICE_ID
         self._next_callback_id = FIRST_CALLBACK_ID
-        # Filtered, id-ordered lists per (kind, account, search params), valid while no client
-        # or invoice changes: paging through 50,000 invoices filters them once, not per page.
+        # Filtered, id-ordered lists per (kind, account, search params), valid while no object
+        # changes: paging through 50,000 invoices filters them once, not per page.
         self._version = 0
         self._filter_cache = {}
 
@@ -640,13 +690,22 @@ class Sandbox:
         used = set()
         status_names = [name for name, _w in SEED_INVOICE_STATUSES]
         status_weights = [w for _n, w in SEED_INVOICE_STATUSES]
+        # Payments and estimates draw from a stream of their own: a seed gives the same clients
+        # and invoices as before they existed.
+        records_rng = random.Random(f"records-{seed}")
+        yesterday = datetime.date.fromisoformat(_day(anchor - 1)).toordinal()
         with self.lock:
             for _index in range(clients):
                 fields = self._seed_client_fields(rng, used, anchor)
                 client = self._new_client(account, fields)
                 for _n in range(invoices):
-                    self._new_invoice(client, self._seed_invoice_fields(
+                    invoice = self._new_invoice(client, self._seed_invoice_fields(
                         rng, client, anchor, status_names, status_weights))
+                    if invoice["paid"]:
+                        self._seed_payments(records_rng, invoice, yesterday)
+                if records_rng.random() < SEED_ESTIMATE_SHARE:
+                    self._new_estimate(client, self._seed_estimate_fields(records_rng, client,
+                                                                          anchor))
             if hostile:
                 for fields in self._hostile_fields(rng, anchor):
                     self._new_client(account, fields)
@@ -791,6 +850,41 @@ class Sandbox:
             fields["date_paid"] = _day(min(anchor - 1, created + rng.randint(0, 30) * 86400))
         return fields
 
+    def _seed_payments(self, rng, invoice, yesterday):
+        """One or two payments adding up to what the invoice was paid, dated from its date to
+        yesterday; a paid invoice's last payment is on its date_paid."""
+        paid, date_paid = invoice["paid"], invoice["date_paid"]
+        first = datetime.date.fromisoformat(invoice["create_date"]).toordinal()
+        last = datetime.date.fromisoformat(date_paid).toordinal() if date_paid else yesterday
+        if rng.random() < 0.3:
+            part = paid * rng.randint(20, 80) // 100
+            amounts = (part, paid - part)
+        else:
+            amounts = (paid,)
+        days = sorted(rng.randint(first, last) for _cents in amounts)
+        if date_paid:
+            days[-1] = last
+        for cents, day in zip(amounts, days):
+            kind = rng.choice(PAYMENT_TYPES)
+            card = kind == "Credit Card"
+            date = datetime.date.fromordinal(day).isoformat()
+            # Some time in the working day: every seeded day is over, so it is in the past.
+            second = rng.randrange(28800, 72000)
+            self._new_payment(invoice, {
+                "amount": cents, "date": date, "type": kind,
+                "note": f"Card ending {rng.randint(1000, 9999)}" if card else "",
+                "gateway": "Stripe" if card else None,
+                "updated": f"{date} {second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"})
+
+    @staticmethod
+    def _seed_estimate_fields(rng, client, anchor):
+        created = anchor - rng.randint(1, 365 * 86400)
+        names, weights = zip(*SEED_ESTIMATE_STATUSES)
+        return {"ui_status": rng.choices(names, weights)[0],
+                "amount": _money(rng.randint(5000, 500000), client["currency_code"]),
+                "create_date": _day(created), "created_at": _eastern(created),
+                "updated": _eastern(rng.randint(created, anchor - 1))}
+
     def _hostile_fields(self, rng, anchor):
         sentence = "This note goes on and on, with <b>markup</b>, 'quotes' & \"more\". "
         note = (sentence * (10000 // len(sentence) + 1))[:10000]
@@ -877,6 +971,16 @@ class Sandbox:
         except (KeyError, ValueError, TypeError):
             raise KeyError(f"unknown invoice {invoice_id!r}") from None
 
+    def _currency(self, client, fields):
+        """The currency of a new invoice or estimate: given, of its amount, else the client's."""
+        currency = fields.pop("currency_code", None) or _money_code(fields.get("amount"))
+        if not currency:
+            currency = client.get("currency_code")
+            if not isinstance(currency, str) or not CURRENCY_RE.match(currency):
+                currency = self._business_by_account[client["accounting_systemid"]][
+                    "currency_code"]
+        return currency
+
     def _new_invoice(self, client, fields):
         """fields: amount/outstanding/paid (money), v3_status, dates, texts; see add_invoice."""
         account = client["accounting_systemid"]
@@ -884,11 +988,7 @@ class Sandbox:
         self._next_invoice_id += 1
         self._invoice_numbers[account] += 1
         created = fields.pop("created", None) or time.time()
-        currency = fields.pop("currency_code", None) or _money_code(fields.get("amount"))
-        if not currency:
-            currency = client.get("currency_code")
-            if not isinstance(currency, str) or not CURRENCY_RE.match(currency):
-                currency = self._business_by_account[account]["currency_code"]
+        currency = self._currency(client, fields)
         due_date = _day(created + 30 * 86400)
         if fields.get("create_date") and "due_date" not in fields:
             try:
@@ -968,12 +1068,119 @@ class Sandbox:
             fields.pop(key, None)
         invoice["extra"].update(fields)
 
+    def _new_record(self, kind, account, record):
+        record_id = self._next_record_id[kind]
+        self._next_record_id[kind] += 1
+        record["id"] = record[RECORD_KINDS[kind]["id_alias"]] = record_id
+        self._records[kind][account][record_id] = record
+        self._record_index[kind][record_id] = record
+        self._version += 1
+        return record
+
+    def _record_locked(self, kind, record_id):
+        try:
+            return self._record_index[kind][int(record_id)]
+        except (KeyError, ValueError, TypeError):
+            raise KeyError(f"unknown {kind} {record_id!r}") from None
+
+    def _new_payment(self, invoice, fields):
+        """fields: amount in cents, date, updated, and type, note, gateway, vis_state or any
+        other field."""
+        account = invoice["accountid"]
+        payment = {"id": 0, "logid": 0, "invoiceid": invoice["id"],
+                   "clientid": invoice["customerid"], "accounting_systemid": account,
+                   **PAYMENT_DEFAULTS, **fields}
+        payment["amount"] = _money(fields["amount"], invoice["currency_code"])
+        return self._new_record("payment", account, payment)
+
+    def _payment_amount(self, invoice, value):
+        """A payment amount as a money object; it is always in its invoice's currency."""
+        code = _money_code(value)
+        if code and code != invoice["currency_code"]:
+            raise ValueError(f"a payment is in its invoice's currency, "
+                             f"{invoice['currency_code']}, not {code}")
+        if _cents(value) <= 0:
+            raise ValueError(f"a payment amount must be more than 0, not {value!r}")
+        return _money(_cents(value), invoice["currency_code"])
+
+    def _settle(self, invoice, change, day):
+        """Move an invoice's paid and outstanding by `change` cents of payments, and its status
+        with them. Refuses to pay more than the invoice's amount, or less than nothing."""
+        if not change:
+            return False
+        paid = invoice["paid"] + change
+        if not 0 <= paid <= invoice["amount"]:
+            raise ValueError(f"the payments of invoice {invoice['id']} would add up to "
+                             f"{_money(paid, '')['amount']}, out of "
+                             f"{_money(invoice['amount'], '')['amount']}")
+        invoice["paid"], invoice["outstanding"] = paid, invoice["amount"] - paid
+        invoice["date_paid"] = day if paid == invoice["amount"] else None
+        if paid == invoice["amount"]:
+            invoice["v3_status"] = "paid"
+        elif paid:
+            invoice["v3_status"] = "partial"
+        elif invoice["v3_status"] in ("paid", "autopaid", "partial"):
+            overdue = invoice["due_date"] < _day(time.time())
+            invoice["v3_status"] = "overdue" if overdue else "sent"
+        invoice["updated"] = _eastern()
+        self._version += 1
+        return True
+
+    def _new_estimate(self, client, fields):
+        """fields: amount (money), currency_code, status or ui_status, create_date, updated,
+        notes, terms, po_number, vis_state, any other; see add_estimate."""
+        account = client["accounting_systemid"]
+        self._estimate_numbers[account] += 1
+        fields = dict(fields)
+        currency = self._currency(client, fields)
+        now = time.time()
+        estimate = {
+            "id": 0, "estimateid": 0,
+            "estimate_number": f"{self._estimate_numbers[account]:07d}",
+            "customerid": client["id"], "accounting_systemid": account,
+            "create_date": _day(now), "created_at": _eastern(now), "updated": _eastern(now),
+            "amount": _money(10000, currency), "currency_code": currency,
+            "status": 1, "ui_status": "draft", "display_status": "draft", "accepted": False,
+            "invoiced": False, "notes": "", "terms": None, "po_number": None, "vis_state": 0,
+            # the client as it was when the estimate was made
+            "fname": client.get("fname"), "lname": client.get("lname"),
+            "organization": client.get("organization")}
+        self._apply_estimate_fields(estimate, fields)
+        return self._new_record("estimate", account, estimate)
+
+    @staticmethod
+    def _apply_estimate_fields(estimate, fields):
+        status = fields.pop("ui_status", None)
+        if status is None:
+            status = fields.pop("status", None)
+        if status is not None:
+            if status in ESTIMATE_STATUSES:
+                status = ESTIMATE_STATUSES.index(status) + 1
+            if status not in range(1, len(ESTIMATE_STATUSES) + 1):
+                raise ValueError(f"unknown estimate status {status!r}; use 1 to 6 or one of "
+                                 f"{', '.join(ESTIMATE_STATUSES)}")
+            name = ESTIMATE_STATUSES[status - 1]
+            # FreshBooks' display_status values besides draft are undocumented: the name again.
+            estimate.update(status=status, ui_status=name, display_status=name,
+                            accepted=status >= 5, invoiced=status == 6)
+        estimate["currency_code"] = fields.pop("currency_code", estimate["currency_code"])
+        estimate["amount"] = _money(_cents(fields.pop("amount", estimate["amount"])),
+                                    estimate["currency_code"])
+        estimate.update(fields)
+
     # -- views --------------------------------------------------------------------------------
 
     @staticmethod
-    def _client_view(client):
+    def _view(obj):
         return {k: (copy.deepcopy(v) if isinstance(v, (list, dict)) else v)
-                for k, v in client.items()}
+                for k, v in obj.items()}
+
+    def _record_view(self, kind, record):
+        view = self._view(record)
+        if kind == "estimate":
+            client = self._client_index.get(record["customerid"], {})
+            view["current_organization"] = client.get("organization", "")
+        return view
 
     def _client_api_view(self, client, includes=()):
         view = dict(client)
@@ -1137,11 +1344,11 @@ class Sandbox:
             account = self._resolve_account(account_id)
             client = self._new_client(account, fields)
             self._emit(account, "client.create", client["id"])
-            return self._client_view(client)
+            return self._view(client)
 
     def get_client(self, client_id):
         with self.lock:
-            return self._client_view(self._client_locked(client_id))
+            return self._view(self._client_locked(client_id))
 
     def update_client(self, client_id, **fields):
         """Change fields (vis_state included); fires client.update, or client.delete."""
@@ -1155,7 +1362,7 @@ class Sandbox:
             client["updated"] = explicit_updated or _eastern()
             event = "client.delete" if fields.get("vis_state") == 1 else "client.update"
             self._emit(client["accounting_systemid"], event, client["id"])
-            return self._client_view(client)
+            return self._view(client)
 
     def delete_client(self, client_id):
         return self.update_client(client_id, vis_state=1)
@@ -1169,7 +1376,7 @@ class Sandbox:
     def clients(self, account_id=None, include_deleted=True):
         with self.lock:
             account = self._resolve_account(account_id)
-            return [self._client_view(c) for c in self._clients[account].values()
+            return [self._view(c) for c in self._clients[account].values()
                     if include_deleted or c["vis_state"] != 1]
 
     def add_invoice(self, client_id, **fields):
@@ -1214,6 +1421,114 @@ class Sandbox:
                 items = self._invoices[self._resolve_account(account_id)].values()
             return [self._invoice_view(i) for i in items
                     if include_deleted or i["vis_state"] != 1]
+
+    def add_payment(self, invoice_id, **fields):
+        """Record a payment of an invoice and move the invoice's paid, outstanding and status;
+        fires payment.create, then invoice.update.
+
+        Fields: amount (a number, "12.50" or {"amount", "code"}; default: what is outstanding;
+        always in the invoice's currency), date (YYYY-MM-DD, default today), type (default
+        "Check"), note, gateway, updated, vis_state; anything else is added as is.
+        """
+        with self.lock:
+            invoice = self._invoice_locked(invoice_id)
+            fields = dict(fields)
+            amount = self._payment_amount(invoice, fields.pop("amount", _money(
+                invoice["outstanding"], invoice["currency_code"])))
+            for key in ("id", "logid", *RECORD_KINDS["payment"]["fixed"], "accounting_systemid"):
+                fields.pop(key, None)
+            fields.setdefault("date", _day(time.time()))
+            counted = 0 if fields.get("vis_state") == 1 else _cents(amount)
+            settled = self._settle(invoice, counted, fields["date"])
+            payment = self._new_payment(invoice, {**fields, "amount": _cents(amount)})
+            self._emit(invoice["accountid"], "payment.create", payment["id"])
+            if settled:
+                self._emit(invoice["accountid"], "invoice.update", invoice["id"])
+            return self._view(payment)
+
+    def get_payment(self, payment_id):
+        return self._get_record("payment", payment_id)
+
+    def update_payment(self, payment_id, **fields):
+        """Change a payment (vis_state 1 deletes it, 0 restores it) and its invoice's paid
+        amount; fires payment.update or payment.delete, then invoice.update."""
+        with self.lock:
+            payment = self._record_locked("payment", payment_id)
+            invoice = self._invoice_index[payment["invoiceid"]]
+            fields = dict(fields)
+            if "amount" in fields:
+                fields["amount"] = self._payment_amount(invoice, fields["amount"])
+            after = {**payment, **fields}
+            settled = self._settle(invoice, _counted(after) - _counted(payment), after["date"])
+            view = self._update_record("payment", payment, fields, dict.update)
+            if settled:
+                self._emit(invoice["accountid"], "invoice.update", invoice["id"])
+            return view
+
+    def delete_payment(self, payment_id):
+        return self.update_payment(payment_id, vis_state=1)
+
+    def payments(self, account_id=None, client_id=None, include_deleted=True):
+        return self._list_records("payment", account_id, client_id, include_deleted)
+
+    def add_estimate(self, client_id, **fields):
+        """Create an estimate for a client; fires estimate.create.
+
+        Fields: amount (a number, "12.50" or {"amount", "code"}; default 100.00), currency_code
+        (default: the client's), ui_status (draft, sent, viewed, replied, accepted, invoiced) or
+        status (1 to 6), estimate_number, create_date, created_at, updated, notes, terms,
+        po_number, vis_state; anything else is added as is.
+        """
+        with self.lock:
+            estimate = self._new_estimate(self._client_locked(client_id), fields)
+            self._emit(estimate["accounting_systemid"], "estimate.create", estimate["id"])
+            return self._record_view("estimate", estimate)
+
+    def get_estimate(self, estimate_id):
+        return self._get_record("estimate", estimate_id)
+
+    def update_estimate(self, estimate_id, **fields):
+        """Change an estimate (vis_state 1 deletes it); fires estimate.update or .delete."""
+        with self.lock:
+            estimate = self._record_locked("estimate", estimate_id)
+            return self._update_record("estimate", estimate, dict(fields),
+                                       self._apply_estimate_fields)
+
+    def delete_estimate(self, estimate_id):
+        return self.update_estimate(estimate_id, vis_state=1)
+
+    def estimates(self, account_id=None, client_id=None, include_deleted=True):
+        return self._list_records("estimate", account_id, client_id, include_deleted)
+
+    def _get_record(self, kind, record_id):
+        with self.lock:
+            return self._record_view(kind, self._record_locked(kind, record_id))
+
+    def _update_record(self, kind, record, fields, apply):
+        """apply(record, fields) without the ids; bumps updated, fires <kind>.update/.delete."""
+        for key in ("id", RECORD_KINDS[kind]["id_alias"], *RECORD_KINDS[kind]["fixed"],
+                    "accounting_systemid"):
+            fields.pop(key, None)
+        explicit_updated = fields.pop("updated", None)
+        deleting = fields.get("vis_state") == 1
+        apply(record, fields)
+        record["updated"] = explicit_updated or _eastern()
+        self._version += 1
+        self._emit(record["accounting_systemid"],
+                   f"{kind}.delete" if deleting else f"{kind}.update", record["id"])
+        return self._record_view(kind, record)
+
+    def _list_records(self, kind, account_id, client_id, include_deleted):
+        with self.lock:
+            if client_id is not None:
+                client = self._client_locked(client_id)
+                account, field = client["accounting_systemid"], RECORD_KINDS[kind]["client_field"]
+                items = (r for r in self._records[kind][account].values()
+                         if r[field] == client["id"])
+            else:
+                items = self._records[kind][self._resolve_account(account_id)].values()
+            return [self._record_view(kind, r) for r in items
+                    if include_deleted or r["vis_state"] != 1]
 
     def callbacks(self, account_id=None):
         """Registered callbacks, with their verifiers."""
@@ -1355,6 +1670,11 @@ class Sandbox:
                     "invoices_deleted": sum(1 for i in invoices.values() if i["vis_state"] == 1),
                     "callbacks": len(callbacks),
                     "callbacks_verified": sum(1 for c in callbacks if c["verified"])}
+                for kind, spec in RECORD_KINDS.items():
+                    records = self._records[kind][account].values()
+                    accounts[account][spec["plural"]] = len(records)
+                    accounts[account][f"{spec['plural']}_deleted"] = sum(
+                        1 for r in records if r["vis_state"] == 1)
             return {
                 "url": f"http://127.0.0.1:{self.port}" if self.port else None,
                 "client_id": self.client_id,
@@ -1382,12 +1702,12 @@ class Sandbox:
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         match, allowed = None, []
         wanted = "GET" if method == "HEAD" else method
-        for route_method, regex, pattern, name in _COMPILED_ROUTES:
+        for route_method, regex, pattern, name, kind in _COMPILED_ROUTES:
             found = regex.match(path)
             if found:
                 if route_method == wanted:
                     params = {k: urllib.parse.unquote(v) for k, v in found.groupdict().items()}
-                    match = (pattern, name, params)
+                    match = (pattern, name, params, kind)
                     break
                 allowed.append(route_method)
         control = path == "/_sandbox" or path.startswith("/_sandbox/")
@@ -1411,8 +1731,11 @@ class Sandbox:
         if match is None:
             return self._not_found(path, bool(allowed))
         request = _Request(method, path, query, headers, body, match[2])
+        handler = getattr(self, match[1])
+        if match[3]:
+            handler = functools.partial(handler, match[3])
         try:
-            return getattr(self, match[1])(request)
+            return handler(request)
         except _HttpError as exc:
             return _json_response(exc.status, exc.payload, exc.headers)
         except Exception:  # noqa: BLE001 - report, answer 500, keep serving
@@ -1719,9 +2042,9 @@ value="deny"><button id="fb-deny" type="submit" class="deny">Deny</button></form
         return max(page, 1), min(per_page, MAX_PER_PAGE)
 
     @staticmethod
-    def _page_result(key, items, page, per_page, render):
+    def _page_result(key, items, page, per_page, render, empty_pages=1):
         total = len(items)
-        pages = max(1, -(-total // per_page))
+        pages = max(empty_pages, -(-total // per_page))
         chunk = items[(page - 1) * per_page:page * per_page]
         return {"response": {"result": {key: [render(item) for item in chunk], "page": page,
                                         "pages": pages, "per_page": per_page, "total": total}}}
@@ -2024,6 +2347,42 @@ value="deny"><button id="fb-deny" type="submit" class="deny">Deny</button></form
             return _json_response(200, {"response": {"result": {
                 "invoice": self._invoice_view(invoice, lines)}}})
 
+    # -- accounting: payments and estimates ---------------------------------------------------
+
+    def _filter_records(self, kind, account, query):
+        items = self._common_filters(self._records[kind][account].values(), query)
+        for name in RECORD_KINDS[kind]["filters"]:
+            value = self._int_param(query, f"search[{name}]")
+            if value is not None:
+                items = [r for r in items if r[name] == value]
+        return items
+
+    def _api_list_records(self, kind, request):
+        account = self._account(request, "accounting")
+        page, per_page = self._paging(request.query)
+        spec = RECORD_KINDS[kind]
+        with self.lock:
+            items = self._cached(spec["plural"], account, request.query,
+                                 lambda: self._filter_records(kind, account, request.query))
+            return _json_response(200, self._page_result(
+                spec["plural"], items, page, per_page, lambda r: self._record_view(kind, r),
+                spec["empty_pages"]))
+
+    def _api_get_record(self, kind, request):
+        account = self._account(request, "accounting")
+        given = request.params[f"{kind}_id"]
+        with self.lock:
+            try:
+                record = self._records[kind][account].get(int(given))
+            except ValueError:
+                record = None
+            if record is None:
+                raise _accounting_error(404, 1012, f"{kind.capitalize()} not found.",
+                                        field=RECORD_KINDS[kind]["id_alias"], obj=kind,
+                                        value=given)
+            return _json_response(200, {"response": {"result": {
+                kind: self._record_view(kind, record)}}})
+
     # -- events: callbacks --------------------------------------------------------------------
 
     def _callback_body(self, request):
@@ -2174,33 +2533,38 @@ value="deny"><button id="fb-deny" type="submit" class="deny">Deny</button></form
         return _json_response(200, {"client": self._control_call(
             self.restore_client, request.params["client_id"])})
 
-    def _ctl_list_invoices(self, request):
+    # Invoices, payments and estimates: the kind comes from the route.
+
+    def _ctl_list(self, kind, request):
         include_deleted = _q(request.query, "include_deleted", "1") not in ("0", "false")
-        invoices = self._control_call(
-            self.invoices, _q(request.query, "account_id"),
-            _q(request.query, "client_id") or _q(request.query, "customerid"), include_deleted)
-        return _json_response(200, {"invoices": invoices})
+        client_id = next((_q(request.query, name) for name in ("client_id", "customerid",
+                                                                "clientid")
+                          if _q(request.query, name)), None)
+        items = self._control_call(getattr(self, f"{kind}s"), _q(request.query, "account_id"),
+                                   client_id, include_deleted)
+        return _json_response(200, {f"{kind}s": items})
 
-    def _ctl_add_invoice(self, request):
+    def _ctl_add(self, kind, request):
         data = self._control_body(request)
-        client_id = data.pop("client_id", None) or data.pop("customerid", None)
-        if client_id is None:
-            raise _HttpError(400, {"error": "client_id is required"})
-        invoice = self._control_call(self.add_invoice, client_id, **data)
-        return _json_response(201, {"invoice": invoice})
+        given = [value for value in (data.pop(name, None) for name in CONTROL_PARENTS[kind])
+                 if value is not None]
+        if not given:
+            raise _HttpError(400, {"error": f"{CONTROL_PARENTS[kind][0]} is required"})
+        created = self._control_call(getattr(self, f"add_{kind}"), given[0], **data)
+        return _json_response(201, {kind: created})
 
-    def _ctl_get_invoice(self, request):
-        return _json_response(200, {"invoice": self._control_call(
-            self.get_invoice, request.params["invoice_id"])})
+    def _ctl_get(self, kind, request):
+        return _json_response(200, {kind: self._control_call(
+            getattr(self, f"get_{kind}"), request.params[f"{kind}_id"])})
 
-    def _ctl_update_invoice(self, request):
+    def _ctl_update(self, kind, request):
         data = self._control_body(request)
-        return _json_response(200, {"invoice": self._control_call(
-            self.update_invoice, request.params["invoice_id"], **data)})
+        return _json_response(200, {kind: self._control_call(
+            getattr(self, f"update_{kind}"), request.params[f"{kind}_id"], **data)})
 
-    def _ctl_delete_invoice(self, request):
-        return _json_response(200, {"invoice": self._control_call(
-            self.delete_invoice, request.params["invoice_id"])})
+    def _ctl_delete(self, kind, request):
+        return _json_response(200, {kind: self._control_call(
+            getattr(self, f"delete_{kind}"), request.params[f"{kind}_id"])})
 
     def _ctl_callbacks(self, request):
         return _json_response(200, {"callbacks": self.callbacks()})
@@ -2259,10 +2623,13 @@ pre {{ background: #f4f6f8; padding: 1em; }}
                 f"<tr><td>{html.escape(b['account_id'])}</td><td>{b['id']}</td>"
                 f"<td>{html.escape(b['name'])}</td><td>{b['role']}</td>"
                 f"<td>{len(self._clients[b['account_id']])}</td>"
-                f"<td>{len(self._invoices[b['account_id']])}</td></tr>"
+                f"<td>{len(self._invoices[b['account_id']])}</td>"
+                f"<td>{len(self._records['payment'][b['account_id']])}</td>"
+                f"<td>{len(self._records['estimate'][b['account_id']])}</td></tr>"
                 for b in self._businesses)
             parts.append("<h2>Businesses</h2><table><tr><th>account_id</th><th>business id</th>"
-                         "<th>name</th><th>role</th><th>clients</th><th>invoices</th></tr>"
+                         "<th>name</th><th>role</th><th>clients</th><th>invoices</th>"
+                         "<th>payments</th><th>estimates</th></tr>"
                          f"{rows}</table>")
             for business in self._businesses:
                 account = business["account_id"]
