@@ -96,7 +96,7 @@ class FreshbooksController(http.Controller):
             raise NotFound()
         name, object_id = fields_.get("name", ""), fields_.get("object_id", "")
         kind = name.split(".", 1)[0]
-        if kind not in ("client", "invoice") or not object_id.isdigit():
+        if kind not in request.env["freshbooks.synced"]._fb_types() or not object_id.isdigit():
             raise BadRequest()
         signature = request.httprequest.headers.get("X-FreshBooks-Hmac-SHA256", "")
         account = Webhook._account_for_delivery(pairs, raw_body, signature)

@@ -4,6 +4,10 @@ from . import freshbooks_token
 from . import freshbooks_sync_log
 from . import freshbooks_review
 from . import freshbooks_queue
+from . import freshbooks_synced
+from . import freshbooks_document
+from . import freshbooks_client_sync
+from . import freshbooks_client_push
 from . import freshbooks_invoice
 from . import freshbooks_webhook
 from . import freshbooks_sync

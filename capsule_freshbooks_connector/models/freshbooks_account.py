@@ -181,14 +181,6 @@ class FreshbooksAccount(models.Model):
             [("company_id", "=", company.id)], limit=1)
         return account or self.sudo().create({"company_id": company.id})
 
-    def _web_link(self, kind, object_id):
-        """Where an invoice or a client opens in FreshBooks' web app."""
-        self.ensure_one()
-        base = self._param("web_url")
-        if kind == "invoice":
-            return f"{base}/#/invoice/{self.fb_account_id}-{object_id}"
-        return f"{base}/#/client/{object_id}"
-
     # --- the API client and its tokens -----------------------------------------------------------
 
     def _get_client(self, *, allow_unconnected=False, refresh="locked", min_interval=0.0,

@@ -20,7 +20,7 @@ class FreshbooksQueue(models.Model):
     _order = "id"
 
     account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
-    object_type = fields.Selection([("client", "Client"), ("invoice", "Invoice")], required=True)
+    object_type = fields.Selection(selection="_object_types", required=True)
     object_ref = fields.Char("FreshBooks ID", required=True)
     reason = fields.Selection([("webhook", "Webhook"), ("odoo_delete", "Deleted in Odoo")],
                               required=True)
@@ -30,6 +30,11 @@ class FreshbooksQueue(models.Model):
 
     _sql_constraints = [("object_uniq", "unique(account_id, object_type, object_ref)",
                          "This object is already waiting.")]
+
+    @api.model
+    def _object_types(self):
+        return [(kind, model._description) for kind, model in
+                self.env["freshbooks.synced"]._fb_types().items()]
 
     @api.model
     def _enqueue(self, account, object_type, object_ref, reason):

@@ -83,14 +83,14 @@ class FreshbooksReview(models.Model):
                            if c["id"] == (self.link_client_ref or "").strip()), None)
             if not choice:
                 raise UserError(self.env._("Enter the ID of one of the FreshBooks clients listed."))
-            self.env["freshbooks.sync"]._link_refused_contact(self, choice["data"])
+            self.env["freshbooks.client.sync"]._link_refused_contact(self, choice["data"])
             return
         if not self.partner_id:
             raise UserError(self.env._("Choose the contact to link to this FreshBooks client."))
         if self.partner_id.freshbooks_client_id:
             raise UserError(self.env._("%s is already linked to a FreshBooks client.",
                                        self.partner_id.display_name))
-        self.env["freshbooks.sync"]._resolve_review(self, self.partner_id)
+        self.env["freshbooks.client.sync"]._resolve_review(self, self.partner_id)
 
     def action_create(self):
         self.ensure_one()
@@ -99,4 +99,4 @@ class FreshbooksReview(models.Model):
             self.contact_id.sudo().action_freshbooks_add()
             self.write({"state": "done", "resolution": self.env._("Sent to FreshBooks again")})
             return
-        self.env["freshbooks.sync"]._resolve_review(self, None)
+        self.env["freshbooks.client.sync"]._resolve_review(self, None)

@@ -1,8 +1,5 @@
 from odoo import fields, models
 
-COUNTERS = ("created", "linked", "held", "skipped", "failed", "updated", "pushed",
-            "invoices_updated", "invoices_removed")
-
 
 class FreshbooksSyncLog(models.Model):
     """One sync run: when, what it did, and each failure with its reason."""
@@ -25,15 +22,8 @@ class FreshbooksSyncLog(models.Model):
                              default="running", required=True)
     message = fields.Char()
     requests = fields.Integer("FreshBooks requests")
-    created = fields.Integer()
-    linked = fields.Integer()
-    held = fields.Integer("Held for review")
-    skipped = fields.Integer()
+    # Each synced type adds its own counters (freshbooks.synced._fb_counters).
     failed = fields.Integer()
-    updated = fields.Integer()
-    pushed = fields.Integer("Sent to FreshBooks")
-    invoices_updated = fields.Integer()
-    invoices_removed = fields.Integer()
     line_ids = fields.One2many("freshbooks.sync.log.line", "log_id", string="Details")
     webhook_note = fields.Char(
         "FreshBooks webhooks unavailable",
@@ -60,7 +50,8 @@ class FreshbooksSyncLog(models.Model):
                     "requests": self.requests + requests, "message": message})
 
     def _summary(self):
-        parts = [f"{self[key]} {self._fields[key].string.lower()}" for key in COUNTERS if self[key]]
+        keys = [*self.env["freshbooks.synced"]._fb_counter_fields(), "failed"]
+        parts = [f"{self[key]} {self._fields[key].string.lower()}" for key in keys if self[key]]
         return ", ".join(parts) or "nothing to do"
 
 

@@ -13,8 +13,6 @@ _logger = logging.getLogger(__name__)
 VERIFY_GRACE = timedelta(minutes=10)
 # Handshakes are unsigned and each costs a request to FreshBooks: a callback takes this many.
 MAX_VERIFY_ATTEMPTS = 3
-EVENTS = ("client.create", "client.update", "client.delete",
-          "invoice.create", "invoice.update", "invoice.delete")
 
 
 class FreshbooksWebhook(models.Model):
@@ -53,7 +51,8 @@ class FreshbooksWebhook(models.Model):
             return
         uri = account._webhook_uri()
         try:
-            for event in sorted(set(EVENTS) - set(hooks.mapped("event"))):
+            events = self.env["freshbooks.synced"]._fb_events()
+            for event in sorted(set(events) - set(hooks.mapped("event"))):
                 callback = client.create_callback(account.fb_account_id, event, uri)
                 self.sudo().create({"account_id": account.id, "event": event,
                                     "callback_ref": str(callback["callbackid"])})

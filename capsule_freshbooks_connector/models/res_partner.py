@@ -89,8 +89,8 @@ class ResPartner(models.Model):
     def _compute_freshbooks_url(self):
         for partner in self:
             account = partner.freshbooks_account_id.sudo()
-            partner.freshbooks_url = partner.freshbooks_client_id and account._web_link(
-                "client", partner.freshbooks_client_id)
+            partner.freshbooks_url = partner.freshbooks_client_id and self.env[
+                "freshbooks.client.sync"]._fb_web_link(account, partner.freshbooks_client_id)
 
     @api.model
     def _freshbooks_connected_account(self):
@@ -163,7 +163,7 @@ class ResPartner(models.Model):
             return
         partners = self.sudo().browse(sorted(ids)).exists()
         # The user is waiting: short timeouts, no retries; what fails goes to the job.
-        if self.env["freshbooks.sync"]._push_partners(partners, inline=True):
+        if self.env["freshbooks.client.push"]._push_partners(partners, inline=True):
             cron._trigger()
 
     def action_freshbooks_add(self):
@@ -194,7 +194,7 @@ class ResPartner(models.Model):
         if not self.env.user.has_group(FRESHBOOKS_RIGHT):
             raise AccessError(self.env._("You are not allowed to refresh FreshBooks invoices."))
         self._freshbooks_check_access("read")
-        self.env["freshbooks.sync"]._refresh_partner_invoices(self.sudo())
+        self.env["freshbooks.sync"]._refresh_partner(self.sudo())
         return True
 
     def action_freshbooks_open_invoices(self):

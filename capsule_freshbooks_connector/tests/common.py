@@ -10,7 +10,6 @@ from odoo.tests import TransactionCase
 
 from ..models.freshbooks_account import FreshbooksAccount
 from ..models.freshbooks_sync import FreshbooksSync
-from ..models.freshbooks_webhook import EVENTS
 
 SANDBOX_FILE = Path(__file__).resolve().parents[2] / "dev" / "sandbox" / "freshbooks_sandbox.py"
 
@@ -64,7 +63,8 @@ def mark_webhooks_registered(env, account):
     sandbox does not call the test server while the test thread uses the database)."""
     env["freshbooks.webhook"].create([
         {"account_id": account.id, "event": event, "callback_ref": str(n),
-         "verifier": "test-verifier", "verified": True} for n, event in enumerate(EVENTS)])
+         "verifier": "test-verifier", "verified": True}
+        for n, event in enumerate(env["freshbooks.synced"]._fb_events())])
 
 
 class OneTransaction:

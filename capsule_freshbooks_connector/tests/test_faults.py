@@ -11,8 +11,8 @@ from unittest.mock import patch
 from odoo.tests import tagged
 
 from ..freshbooks import FreshBooksClient
+from ..models.freshbooks_client_sync import FreshbooksClientSync
 from ..models.freshbooks_mapping import MAX_FIELD, MAX_NOTE
-from ..models.freshbooks_sync import FreshbooksSync
 from .common import FreshbooksCase
 
 FAULT_RATE = 0.2
@@ -148,7 +148,7 @@ class TestFlakyFreshbooks(FaultsCase):
     def test_sync_failing_as_a_whole_converges_on_later_runs(self):
         # No retries: a fault fails the run where it stands, as a long outage would.
         self.fast_client(max_retries=0)
-        original, outages = FreshbooksSync._import_page, []
+        original, outages = FreshbooksClientSync._fb_store_page, []
 
         def outage_after_first_page(sync, account, raws, log):
             seen = original(sync, account, raws, log)
@@ -157,7 +157,7 @@ class TestFlakyFreshbooks(FaultsCase):
                 self.sandbox.set_faults(fault_rate=1.0)
             return seen
 
-        self.patch(FreshbooksSync, "_import_page", outage_after_first_page)
+        self.patch(FreshbooksClientSync, "_fb_store_page", outage_after_first_page)
         self.sandbox.set_faults(fault_rate=0)  # until the outage
         first = self.sync(full=True)
         self.assertEqual(first.state, "failed")
@@ -185,7 +185,7 @@ class TestKilledRun(FaultsCase):
     def test_next_run_closes_the_log_of_a_killed_run(self):
         for i in range(120):
             self.sandbox.add_client(organization=f"Cut Short {i:03d}")
-        original = FreshbooksSync._import_page
+        original = FreshbooksClientSync._fb_store_page
 
         def import_then_die(sync, account, raws, log):
             original(sync, account, raws, log)
@@ -194,7 +194,7 @@ class TestKilledRun(FaultsCase):
         # A killed worker keeps what it committed, its log included (no assertRaises: it would
         # roll back to a savepoint).
         died = False
-        with patch.object(FreshbooksSync, "_import_page", import_then_die):
+        with patch.object(FreshbooksClientSync, "_fb_store_page", import_then_die):
             try:
                 self.sync(full=True)
             except Killed:

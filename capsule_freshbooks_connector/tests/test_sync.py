@@ -4,7 +4,8 @@ from unittest.mock import patch
 from odoo.sql_db import db_connect
 from odoo.tests import tagged
 
-from ..models.freshbooks_sync import LOCK_NAMESPACE, FreshbooksSync
+from ..models.freshbooks_client_sync import FreshbooksClientSync
+from ..models.freshbooks_sync import LOCK_NAMESPACE
 from .common import FreshbooksCase
 
 
@@ -87,15 +88,15 @@ class TestContactSync(FreshbooksCase):
         consumed = []
 
         def listing(source):
-            for item in source:
-                consumed.append(item)
-                yield item
+            for start in range(0, len(source), 100):
+                consumed.extend(source[start:start + 100])
+                yield source[start:start + 100]
 
-        new = list(self.Sync._unseen(listing(items), moment))
+        new = [i for page in self.Sync._unseen(listing(items), moment) for i in page]
         self.assertEqual([i["id"] for i in new], list(range(66)))
         self.assertEqual(len(consumed), 100, "the second page is never asked for")
         oldest_first = list(reversed(items))
-        self.assertEqual(len(list(self.Sync._unseen(iter(oldest_first), moment))), 250)
+        self.assertEqual(sum(map(len, self.Sync._unseen(listing(oldest_first), moment))), 250)
 
     def test_freshbooks_edit_does_not_overwrite_odoo(self):
         client = self.sandbox.add_client(organization="Keeper", email="old@keeper.test")
@@ -132,7 +133,7 @@ class TestContactSync(FreshbooksCase):
     def test_client_unknown_to_freshbooks_is_marked_deleted(self):
         partner = self.Partner.create({"name": "Vanished", "is_company": True})
         partner.with_context(freshbooks_no_push=True).write(
-            self.Sync._link_values(self.account, "999999"))
+            self.env["freshbooks.client.sync"]._link_values(self.account, "999999"))
         self.env["freshbooks.queue"]._enqueue(self.account, "client", "999999", "webhook")
         self.Sync._cron_work()
         self.assertEqual(partner.freshbooks_state, "deleted")
@@ -168,7 +169,7 @@ class TestContactSync(FreshbooksCase):
     def test_killed_run_then_rerun_converges(self):
         for i in range(250):
             self.sandbox.add_client(organization=f"Bulk {i:03d}")
-        original = FreshbooksSync._import_page
+        original = FreshbooksClientSync._fb_store_page
         pages = []
 
         def import_then_die(sync, account, raws, log):
@@ -180,7 +181,7 @@ class TestContactSync(FreshbooksCase):
         # Not assertRaises: Odoo's rolls back to a savepoint, and a killed worker keeps what it
         # committed.
         killed = False
-        with patch.object(FreshbooksSync, "_import_page", import_then_die):
+        with patch.object(FreshbooksClientSync, "_fb_store_page", import_then_die):
             try:
                 self.sync()
             except Killed:
@@ -274,7 +275,7 @@ class TestSyncCrash(FreshbooksCase):
         def crash(*args, **kwargs):
             raise RuntimeError("disk on fire")
 
-        with patch.object(FreshbooksSync, "_mark_missing_deleted", crash), \
+        with patch.object(FreshbooksClientSync, "_fb_forget_unseen", crash), \
                 self.assertLogs("odoo.addons.capsule_freshbooks_connector", "ERROR"):
             log = self.sync(full=True)
         self.assertEqual(log.state, "failed")

@@ -241,14 +241,14 @@ class TestRunsAlwaysEnd(FreshbooksCase):
         self.queue("invoice", invoice["id"])
         errors = {"7001": ServerError("boom", status=500), "7002": MalformedResponseError("junk"),
                   "7003": AuthError("denied", status=403)}
-        get_invoice = FreshBooksClient.get_invoice
+        get = FreshBooksClient.get
 
-        def flaky(api, account_id, invoice_id):
-            if str(invoice_id) in errors:
-                raise errors[str(invoice_id)]
-            return get_invoice(api, account_id, invoice_id)
+        def flaky(api, account_id, resource, object_id):
+            if str(object_id) in errors:
+                raise errors[str(object_id)]
+            return get(api, account_id, resource, object_id)
 
-        with patch.object(FreshBooksClient, "get_invoice", flaky):
+        with patch.object(FreshBooksClient, "get", flaky):
             log = self.Sync._work_account(self.account)
             self.assertEqual(log.state, "done")
             self.assertTrue(self.linked(good["id"]), "the good client came in")
@@ -283,14 +283,15 @@ class TestRunsAlwaysEnd(FreshbooksCase):
         self.assertIn("not an email address", log.line_ids.reason)
 
     def test_a_listing_cut_short_marks_nothing_deleted(self):
-        client = self.sandbox.add_client(organization="Still Here")
-        self.sync()
+        partner = self.Partner.create({"name": "Still Here", "is_company": True})
+        partner.with_context(freshbooks_no_push=True).write(
+            self.env["freshbooks.client.sync"]._link_values(self.account, "999999"))
         log = self.env["freshbooks.sync.log"].create(
             {"account_id": self.account.id, "kind": "full"})
         api = self.account._get_client()
-        api.truncated.append("clients")
-        self.Sync._mark_missing_deleted(self.account, api, set(), log)
-        self.assertEqual(self.linked(client["id"]).freshbooks_state, "active")
+        api.truncated.append("clients")  # as if FreshBooks had sent pages past the cap
+        self.Sync._sync_type(self.account, api, self.env["freshbooks.client.sync"], None, log)
+        self.assertEqual(partner.freshbooks_state, "active", "not listed, yet not taken as deleted")
         self.assertIn("stopped there", log.line_ids.reason)
 
 

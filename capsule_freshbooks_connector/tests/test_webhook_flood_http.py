@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 from odoo.tests import HttpCase, tagged
 
 from ..freshbooks import sign_webhook
-from ..models.freshbooks_webhook import EVENTS
 from .common import OneTransaction, connect_account, start_sandbox
 
 SIGNATURE = "X-FreshBooks-Hmac-SHA256"
@@ -26,10 +25,12 @@ class TestWebhookFlood(OneTransaction, HttpCase):
         self.sandbox = start_sandbox(self, clients=2 * TARGETS + 20, invoices=0, seed=11)
         self.account = connect_account(self.env, self.sandbox)
         # Registered and verified callbacks, each with its own verifier (as FreshBooks does).
+        self.events = self.env["freshbooks.synced"]._fb_events()
         self.hooks = self.env["freshbooks.webhook"].create([
             {"account_id": self.account.id, "event": event, "callback_ref": str(7000 + n),
-             "verifier": f"flood-verifier-{n}", "verified": True} for n, event in enumerate(EVENTS)])
-        self.verifiers = [f"flood-verifier-{n}" for n in range(len(EVENTS))]
+             "verifier": f"flood-verifier-{n}", "verified": True}
+            for n, event in enumerate(self.events)])
+        self.verifiers = [f"flood-verifier-{n}" for n in range(len(self.events))]
         self.env.flush_all()
 
     def delivery(self, object_id, event="client.update", account_id=None):

@@ -1,0 +1,215 @@
+"""Odoo contacts out to FreshBooks: edits of linked contacts, and "Add to FreshBooks"."""
+
+import logging
+
+import psycopg2
+
+from odoo import api, models
+
+from ..freshbooks import AuthError, FreshBooksError, NotFoundError, ValidationError
+from .freshbooks_mapping import MappingError, changed_fields, parse_client
+
+_logger = logging.getLogger(__name__)
+
+# Seconds between two pushes of a bulk edit (20 a second); FreshBooks publishes no limit, and
+# answers 429 with Retry-After, which the client honours on top of this.
+PUSH_INTERVAL = 0.05
+# Advisory lock namespace of a push of a contact: "FP" in ASCII.
+PUSH_LOCK_NAMESPACE = 0x4650
+
+
+class FreshbooksClientPush(models.AbstractModel):
+    """Sends what changed in Odoo, and only that, after the commit; never another customer's
+    record."""
+
+    _name = "freshbooks.client.push"
+    _description = "FreshBooks contact pushes"
+
+    @api.model
+    def _pending_partners(self, account):
+        return self.env["freshbooks.client.sync"]._partners().search(
+            [("freshbooks_account_id", "=", account.id), ("freshbooks_push_state", "=", "pending")])
+
+    @api.model
+    def _push_partners(self, partners, log=None, inline=False):
+        """Send pending contacts, each in a transaction of its own; returns those still pending.
+
+        `inline`: right after a user's save, who waits: short timeouts, no retries, no token
+        refresh. Several contacts go out paced, under FreshBooks' rate limit.
+        """
+        left = self.env["res.partner"]
+        options = {"refresh": "background", "timeout": (3, 5), "max_retries": 0} if inline else {}
+        for account in partners.mapped("freshbooks_account_id"):
+            todo = partners.filtered(lambda p, a=account: p.freshbooks_account_id == a)
+            if account.state != "connected":
+                left |= todo
+                continue
+            api = account._get_client(
+                min_interval=self._push_interval() if len(todo) > 1 else 0.0, **options)
+            for index, partner in enumerate(todo):
+                if not self._push_one(account, api, partner, log):
+                    left |= partner
+                if account.state != "connected":
+                    left |= todo[index + 1:]
+                    break
+            if log:
+                log._count("requests", api.request_count)
+        return left
+
+    @api.model
+    def _push_interval(self):
+        return float(self.env["ir.config_parameter"].sudo().get_param(
+            "capsule_freshbooks_connector.push_interval", PUSH_INTERVAL))
+
+    @api.model
+    def _push_one(self, account, api, partner, log):
+        """Push one contact and commit; True when it needs nothing more (sent, or rejected).
+
+        No row lock is held while FreshBooks answers: an advisory lock keeps two workers from
+        sending the same contact, and the sequence number tells whether an edit came meanwhile.
+        """
+        with self.env["freshbooks.sync"]._try_lock(PUSH_LOCK_NAMESPACE, partner.id) as locked:
+            if not locked:
+                return False  # another worker is sending it right now
+            try:
+                done = self._send(account, api, partner, log)
+                self.env["freshbooks.sync"]._commit()
+            except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure) as error:
+                # The user is saving this contact: their save wins, the job sends it later.
+                _logger.info("FreshBooks push of contact %s postponed: %s", partner.id, error)
+                self.env["freshbooks.sync"]._rollback()
+                return False
+            return done
+
+    @api.model
+    def _send(self, account, api, partner, log):
+        cr = self.env.cr
+        # Our writes wait a little for a user's save, never the other way round.
+        cr.execute("SET LOCAL lock_timeout = '5s'")
+        cr.execute("SELECT freshbooks_push_state, freshbooks_push_seq FROM res_partner "
+                   "WHERE id = %s", [partner.id])
+        row = cr.fetchone()
+        if not row or row[0] != "pending":
+            return True
+        seq = row[1]
+        partner.invalidate_recordset()
+        try:
+            if partner.freshbooks_client_id:
+                sent = self._update_client(account, api, partner)
+            else:
+                sent = self._add_client(account, api, partner)
+                if sent is None:
+                    return True  # held for review
+        except ValidationError as error:
+            self._set_push_result(partner, seq, "error", str(error))
+            return True
+        except NotFoundError:
+            partner.with_context(freshbooks_no_push=True).write({"freshbooks_state": "deleted"})
+            self._set_push_result(partner, seq, "error",
+                                  self.env._("This client was deleted in FreshBooks."))
+            return True
+        except FreshBooksError as error:
+            if isinstance(error, AuthError) and error.grant_invalid:
+                account._mark_reconnect(str(error))
+            self._set_push_result(partner, seq, "pending", self.env._("Will retry: %s", error))
+            return False
+        self._set_push_result(partner, seq, "synced", False, sent)
+        if log:
+            log._count("pushed")
+        return True
+
+    @api.model
+    def _update_client(self, account, api, partner):
+        """Send what changed in Odoo since FreshBooks last heard from it; returns what FreshBooks
+        holds now."""
+        ref = partner.freshbooks_client_id
+        before = partner.freshbooks_sent_values
+        if not before:
+            # Linked before Odoo kept what it sent: what FreshBooks has now stands for it.
+            before = self.env["freshbooks.client.sync"]._freshbooks_fields(
+                api.get_client(account.fb_account_id, ref))
+        data = self.env["freshbooks.mapping"]._client_values(partner)
+        changes = changed_fields(data, before)
+        if changes:
+            api.update_client(account.fb_account_id, ref, changes)
+        return dict(before, **changes)
+
+    @api.model
+    def _add_client(self, account, api, partner):
+        """Create the client, or link the one FreshBooks has for this very customer; returns
+        what FreshBooks holds now, or None when FreshBooks refused and the contact is held."""
+        Clients, Sync = self.env["freshbooks.client.sync"], self.env["freshbooks.sync"]
+        existing = self._same_customer(account, api, partner)
+        if existing:
+            # Made by hand in FreshBooks, or by an earlier attempt whose answer was lost.
+            Clients._log_links({partner.id: Clients._link(account, partner, parse_client(existing))})
+            Clients._attach_documents(account, partner)
+            Sync._commit()  # the link is never lost
+            partner.freshbooks_sent_values = Clients._freshbooks_fields(existing)
+            return self._update_client(account, api, partner)
+        data = self.env["freshbooks.mapping"]._client_values(partner)
+        try:
+            created = api.create_client(account.fb_account_id, {k: v for k, v in data.items() if v})
+        except ValidationError as error:
+            if self._hold_refused_add(account, api, partner, error):
+                return None
+            raise
+        partner.with_context(freshbooks_no_push=True).write(
+            Clients._link_values(account, str(created["id"])))
+        Clients._attach_documents(account, partner)
+        Sync._commit()  # the client exists in FreshBooks now: never lose the link
+        return data
+
+    @api.model
+    def _clients_with_email(self, account, api, email):
+        return [raw for raw in api.iter_clients(account.fb_account_id, email=email)
+                if isinstance(raw, dict) and str(raw.get("vis_state", 0)) == "0"]
+
+    @api.model
+    def _same_customer(self, account, api, partner):
+        """The one active, unlinked FreshBooks client with this contact's email that is the same
+        customer: same name (case and spacing aside) and same kind, company or person."""
+        if not partner.email:
+            return None
+        matches = []
+        for raw in self._clients_with_email(account, api, partner.email):
+            try:
+                record = parse_client(raw)
+            except MappingError:
+                continue
+            if record.key == partner.freshbooks_name_key and record.is_company == \
+                    partner.is_company:
+                matches.append(raw)
+        if len(matches) != 1 or self.env["freshbooks.client.sync"]._partners().search_count([
+                ("freshbooks_account_id", "=", account.id),
+                ("freshbooks_client_id", "=", str(matches[0].get("id")))]):
+            return None
+        return matches[0]
+
+    @api.model
+    def _hold_refused_add(self, account, api, partner, error):
+        """FreshBooks refused a new client while others have its email (FreshBooks may take an
+        email as a client's identity): an admin decides; never another customer's record."""
+        if not partner.email:
+            return False
+        candidates = self._clients_with_email(account, api, partner.email)
+        if not candidates:
+            return False
+        self.env["freshbooks.review"].sudo()._hold_contact(account, partner, candidates, str(error))
+        self.env.cr.execute(
+            "UPDATE res_partner SET freshbooks_push_state = 'error', freshbooks_push_error = %s "
+            "WHERE id = %s", [self.env._("Held in Clients to Review: %s", error), partner.id])
+        partner.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_error"])
+        return True
+
+    @api.model
+    def _set_push_result(self, partner, seq, state, message, sent=None):
+        # Only the push that sent the latest edit may mark the contact up to date.
+        self.env.cr.execute(
+            "UPDATE res_partner SET freshbooks_push_state = %s, freshbooks_push_error = %s "
+            "WHERE id = %s AND (freshbooks_push_seq = %s OR %s = 'pending')",
+            [state, message or None, partner.id, seq, state])
+        partner.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_error"])
+        if sent is not None:
+            # What FreshBooks holds now, whether or not an edit came meanwhile.
+            partner.with_context(freshbooks_no_push=True).freshbooks_sent_values = sent

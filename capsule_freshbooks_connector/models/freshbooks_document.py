@@ -1,0 +1,180 @@
+"""Read-only copies of a client's FreshBooks documents (invoices, payments, estimates)."""
+
+from decimal import Decimal, InvalidOperation
+
+from psycopg2 import sql
+from psycopg2.extras import execute_values
+
+from odoo import api, fields, models
+
+
+def fb_money(value):
+    """FreshBooks money: {"amount": "12.00", "code": "USD"}; amounts are strings."""
+    if isinstance(value, dict):
+        value = value.get("amount")
+    try:
+        return float(Decimal(str(value)))
+    except (InvalidOperation, ValueError, TypeError):
+        return 0.0
+
+
+def fb_date(value):
+    try:
+        return fields.Date.to_date(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def fb_currency_code(raw):
+    code = raw.get("currency_code") or (raw.get("amount") or {}).get("code") or ""
+    return str(code).upper()[:3]
+
+
+class FreshbooksDocument(models.AbstractModel):
+    """What a read-only copy of a FreshBooks document has and does: its connection, its client
+    and contact, its currency; stored a page at a time in one statement, removed when FreshBooks
+    deletes it. FreshBooks stays the only place to change it.
+
+    A document type sets `_fb_ref_field` (its id field, unique per connection), `_fb_client_key`
+    (the key of its client's id in FreshBooks' object), the synced-type attributes, and
+    implements `_fb_values(raw)`.
+    """
+
+    _name = "freshbooks.document"
+    _inherit = "freshbooks.synced"
+    _description = "FreshBooks document copy"
+
+    _fb_ref_field = None
+    _fb_client_key = "customerid"
+
+    account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
+    company_id = fields.Many2one(related="account_id.company_id", store=True)
+    client_ref = fields.Char("FreshBooks client ID", index=True)
+    partner_id = fields.Many2one("res.partner", "Contact", index=True, ondelete="set null")
+    currency_code = fields.Char()
+    currency_id = fields.Many2one("res.currency")
+    amount = fields.Monetary(currency_field="currency_id")
+    url = fields.Char("Open in FreshBooks", compute="_compute_url")
+
+    @api.depends("account_id.fb_account_id")
+    def _compute_url(self):
+        for document in self:
+            # The connection is admin-only; its account id is not a secret.
+            document.url = document._fb_web_link(document.account_id.sudo(),
+                                                 document[self._fb_ref_field])
+
+    @api.model
+    def _fb_values(self, raw):
+        """The columns of one FreshBooks object, other than its connection, id and contact."""
+        raise NotImplementedError
+
+    @api.model
+    def _fb_currency_id(self, code):
+        """Currency ids by code, read once per cursor rather than once per document."""
+        currencies = self.env.cr.cache.setdefault("freshbooks.currency_ids", {})
+        if code not in currencies:
+            currencies[code] = self.env["res.currency"].with_context(active_test=False).search(
+                [("name", "=", code)], limit=1).id or None
+        return currencies[code]
+
+    @api.model
+    def _fb_common_values(self, raw):
+        code = fb_currency_code(raw)
+        return {"client_ref": str(raw.get(self._fb_client_key) or ""), "currency_code": code,
+                "currency_id": self._fb_currency_id(code), "amount": fb_money(raw.get("amount"))}
+
+    @api.model
+    def _fb_store_page(self, account, raws, log):
+        seen = {str(raw["id"]) for raw in raws if isinstance(raw, dict) and raw.get("id")}
+        stored, removed = self._fb_upsert(account, raws)
+        log._count(self._fb_counters[0], stored)
+        log._count(self._fb_counters[1], removed)
+        return seen
+
+    @api.model
+    def _fb_upsert(self, account, raws):
+        """Insert, update or remove a page of FreshBooks objects; returns (stored, removed).
+
+        Plain SQL: these are read-only copies with no stored computed fields, and a first sync
+        stores tens of thousands of rows.
+        """
+        rows, removed = {}, []
+        for raw in raws:
+            if not isinstance(raw, dict) or not raw.get("id"):
+                continue
+            ref = str(raw["id"])
+            if str(raw.get("vis_state", 0)) == "1":
+                removed.append(ref)
+            else:
+                rows[ref] = dict(self._fb_common_values(raw), **self._fb_values(raw))
+        partners = self._fb_partner_ids(account, {row["client_ref"] for row in rows.values()})
+        self.flush_model()
+        cr = self.env.cr
+        if rows:
+            names = list(next(iter(rows.values())))
+            columns = ["account_id", "company_id", self._fb_ref_field, "partner_id", *names,
+                       "create_uid", "write_uid"]
+            values = [(account.id, account.company_id.id, ref, partners.get(row["client_ref"]),
+                       *(row[name] for name in names), self.env.uid, self.env.uid)
+                      for ref, row in rows.items()]
+            query = sql.SQL(
+                "INSERT INTO {table} ({columns}, create_date, write_date) VALUES %s "
+                "ON CONFLICT (account_id, {ref}) DO UPDATE SET {updates}").format(
+                table=sql.Identifier(self._table),
+                columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                ref=sql.Identifier(self._fb_ref_field),
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name))
+                    for name in ["partner_id", *names, "write_uid", "write_date"]))
+            template = "(" + ", ".join(["%s"] * len(columns)) + \
+                ", now() at time zone 'UTC', now() at time zone 'UTC')"
+            execute_values(cr._obj, query.as_string(cr._obj), values, template=template)
+        count = 0
+        if removed:
+            cr.execute(sql.SQL("DELETE FROM {} WHERE account_id = %s AND {} IN %s").format(
+                sql.Identifier(self._table), sql.Identifier(self._fb_ref_field)).as_string(cr._obj),
+                [account.id, tuple(removed)])
+            count = cr.rowcount
+        if rows or count:
+            self.invalidate_model()
+            self.env["res.partner"].invalidate_model()
+        return len(rows), count
+
+    @api.model
+    def _fb_partner_ids(self, account, client_refs):
+        return {p["freshbooks_client_id"]: p["id"] for p in self.env["res.partner"].sudo()
+                .with_context(active_test=False).search_read(
+                    [("freshbooks_account_id", "=", account.id),
+                     ("freshbooks_client_id", "in", list(client_refs))],
+                    ["freshbooks_client_id"])}
+
+    @api.model
+    def _fb_forget_unseen(self, account, seen, log):
+        stale = self.search([("account_id", "=", account.id),
+                             (self._fb_ref_field, "not in", list(seen))])
+        log._count(self._fb_counters[1], len(stale))
+        stale.unlink()
+
+    @api.model
+    def _fb_gone(self, account, ref, log):
+        self._fb_store_page(account, [{"id": ref, "vis_state": 1}], log)
+
+    @api.model
+    def _fb_attach(self, account, partners):
+        refs = {p.freshbooks_client_id: p.id for p in partners}
+        if not refs:
+            return
+        for document in self.search([("account_id", "=", account.id),
+                                     ("client_ref", "in", list(refs)), ("partner_id", "=", False)]):
+            document.partner_id = refs[document.client_ref]
+
+    @api.model
+    def _fb_refresh_partner(self, account, api, partner):
+        client_ref = partner.freshbooks_client_id
+        raws = [raw for page in api.iter_pages(account.fb_account_id, self._fb_resource,
+                                               search={self._fb_client_key: client_ref})
+                for raw in page]
+        self._fb_upsert(account, raws)
+        refs = [str(raw.get("id")) for raw in raws if isinstance(raw, dict)]
+        self.search([("account_id", "=", account.id), ("client_ref", "=", client_ref),
+                     (self._fb_ref_field, "not in", refs)]).unlink()
