@@ -18,6 +18,8 @@
         "views/freshbooks_review_views.xml",
         "views/freshbooks_invoice_views.xml",
         "views/res_partner_views.xml",
+        "views/freshbooks_payment_views.xml",
+        "views/freshbooks_estimate_views.xml",
         "views/res_config_settings_views.xml",
         "views/freshbooks_menus.xml",
         "views/freshbooks_templates.xml",

@@ -9,6 +9,8 @@ from . import freshbooks_document
 from . import freshbooks_client_sync
 from . import freshbooks_client_push
 from . import freshbooks_invoice
+from . import freshbooks_payment
+from . import freshbooks_estimate
 from . import freshbooks_webhook
 from . import freshbooks_sync
 from . import res_partner

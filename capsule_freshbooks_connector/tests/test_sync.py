@@ -73,7 +73,8 @@ class TestContactSync(FreshbooksCase):
         self.sandbox.reset_counters()
         log = self.sync()
         self.assertEqual(log.kind, "incremental")
-        self.assertEqual(self.sandbox.request_count(), 2, self.sandbox.requests_by_route())
+        self.assertEqual(self.sandbox.request_count(), len(self.env["freshbooks.synced"]._fb_types()),
+                         self.sandbox.requests_by_route())
         # Changes after the last run are still found.
         (first | log).start = datetime.now() - timedelta(minutes=10)
         later = self.sandbox.add_client(organization="After")
@@ -246,7 +247,9 @@ class TestWebhookRegistration(FreshbooksCase):
         self.assertFalse(Webhook.search([]))
         requests = self.sandbox.request_count()
         self.sync()
-        self.assertEqual(self.sandbox.request_count() - requests, 2, "no webhook retries")
+        self.assertEqual(self.sandbox.request_count() - requests,
+                         len(self.env["freshbooks.synced"]._fb_types()),
+                         "one request per list, no webhook retries")
         self.account.action_sync_now()
         self.assertEqual(self.account.webhook_state, "none")
         self.sync()
