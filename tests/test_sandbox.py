@@ -738,6 +738,17 @@ def test_payments_keep_their_invoice_consistent(sandbox):
         sandbox.add_payment(424242)
 
 
+def test_a_new_payment_is_found_by_a_sync_of_todays_changes(sandbox, api):
+    client = sandbox.add_client(organization="Paying Today", currency_code="USD")
+    invoice = sandbox.add_invoice(client["id"], amount="10.00", v3_status="sent")
+    payment = sandbox.add_payment(invoice["id"], amount="4.00")
+    assert payment["updated"], "stamped like every other change"
+    today = payment["updated"][:10]
+    listed = api.get(f"/accounting/account/{sandbox.account_ids[0]}/payments/payments",
+                     params={"search[updated_min]": today}).json()
+    assert [p["id"] for p in listed["response"]["result"]["payments"]] == [payment["id"]]
+
+
 def test_estimates_python_api_and_webhooks(sandbox, api, receiver):
     verified_callback(sandbox, api, receiver, "estimate")
     client = sandbox.add_client(organization="Quoting", fname="Ada", lname="Quote",

@@ -3,6 +3,7 @@ from . import test_sync
 from . import test_push
 from . import test_trust
 from . import test_company
+from . import test_documents
 from . import test_faults
 from . import test_connect
 from . import test_invoices

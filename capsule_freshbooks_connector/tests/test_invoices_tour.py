@@ -13,9 +13,13 @@ class TestInvoicesTour(OneTransaction, HttpCase):
         client = sandbox.add_client(organization="Tour Client")
         sandbox.add_invoice(client["id"], invoice_number="TOUR-1", create_date="2026-01-10",
                             outstanding={"amount": "0.00", "code": "USD"}, v3_status="paid")
-        sandbox.add_invoice(client["id"], invoice_number="TOUR-2", create_date="2026-02-10",
-                            amount={"amount": "250.00", "code": "USD"},
-                            outstanding={"amount": "250.00", "code": "USD"}, v3_status="sent")
+        second = sandbox.add_invoice(client["id"], invoice_number="TOUR-2",
+                                     create_date="2026-02-10", due_date="2026-03-12",
+                                     amount={"amount": "350.00", "code": "USD"},
+                                     outstanding={"amount": "350.00", "code": "USD"},
+                                     v3_status="sent")
+        sandbox.add_payment(second["id"], amount="100.00", type="Cash", date="2026-02-20")
+        sandbox.add_estimate(client["id"], estimate_number="EST-7", ui_status="accepted")
         self.env["freshbooks.sync"]._sync_account(account)
         partner = self.env["res.partner"].search([("freshbooks_client_id", "=", str(client["id"]))])
         self.assertIn("250.00", partner.freshbooks_outstanding)

@@ -110,6 +110,28 @@ class TestWebhooks(OneTransaction, HttpCase):
         self.assertFalse(partner.freshbooks_invoice_ids)
         self.assertEqual(partner.freshbooks_state, "deleted")
 
+    def test_payment_and_estimate_deliveries(self):
+        self.register()
+        client = self.sandbox.add_client(organization="Paying Co")
+        invoice = self.sandbox.add_invoice(client["id"], amount={"amount": "90.00", "code": "USD"},
+                                           outstanding={"amount": "90.00", "code": "USD"})
+        payment = self.sandbox.add_payment(invoice["id"], amount="40.00")
+        estimate = self.sandbox.add_estimate(client["id"])
+        # client, invoice, payment (and its invoice.update), estimate
+        self.sandbox.wait_deliveries(5)
+        self.assertEqual(set(self.queue().mapped("object_type")),
+                         {"client", "invoice", "payment", "estimate"})
+        self.Sync._cron_work()
+        partner = self.linked(client["id"])
+        self.assertEqual(partner.freshbooks_payment_ids.payment_ref, str(payment["id"]))
+        self.assertEqual(partner.freshbooks_estimate_ids.estimate_ref, str(estimate["id"]))
+        self.sandbox.delete_payment(payment["id"])
+        self.sandbox.delete_estimate(estimate["id"])
+        self.sandbox.wait_deliveries(8)
+        self.Sync._cron_work()
+        self.assertFalse(partner.freshbooks_payment_ids)
+        self.assertFalse(partner.freshbooks_estimate_ids)
+
     def test_forged_or_unsigned_deliveries_change_nothing(self):
         hooks = self.register()
         client = self.sandbox.add_client(organization="Forged Target")

@@ -1438,6 +1438,7 @@ class Sandbox:
             for key in ("id", "logid", *RECORD_KINDS["payment"]["fixed"], "accounting_systemid"):
                 fields.pop(key, None)
             fields.setdefault("date", _day(time.time()))
+            fields.setdefault("updated", _eastern())
             counted = 0 if fields.get("vis_state") == 1 else _cents(amount)
             settled = self._settle(invoice, counted, fields["date"])
             payment = self._new_payment(invoice, {**fields, "amount": _cents(amount)})

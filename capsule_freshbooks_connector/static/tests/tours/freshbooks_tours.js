@@ -61,5 +61,26 @@ registry.category("web_tour.tours").add("freshbooks_invoices_tour", {
             content: "Each invoice opens in FreshBooks",
             trigger: "div[name='freshbooks_invoice_ids'] .o_data_row a[href*='/#/invoice/']",
         },
+        {
+            content: "Dates are shown whole, not cut off",
+            trigger: "div[name='freshbooks_invoice_ids'] .o_data_row:first td[name='due_date']:contains('2026')",
+            run() {
+                if (this.anchor.scrollWidth > this.anchor.clientWidth) {
+                    throw new Error(`The due date is cut off: ${this.anchor.textContent}`);
+                }
+            },
+        },
+        {
+            content: "Payments are listed beside invoices: date, how, amount",
+            trigger: "div[name='freshbooks_payment_ids'] .o_data_row:contains('Cash'):contains('100.00'):contains('TOUR-2')",
+        },
+        {
+            content: "Estimates too, with FreshBooks' own status",
+            trigger: "div[name='freshbooks_estimate_ids'] .o_data_row:contains('EST-7'):contains('accepted')",
+        },
+        {
+            content: "Each estimate opens in FreshBooks",
+            trigger: "div[name='freshbooks_estimate_ids'] .o_data_row a[href*='/#/estimate/']",
+        },
     ],
 });
