@@ -1,5 +1,7 @@
 from . import freshbooks_mapping
 from . import freshbooks_account
+from . import freshbooks_account_tokens
+from . import freshbooks_account_oauth
 from . import freshbooks_token
 from . import freshbooks_sync_log
 from . import freshbooks_review

@@ -44,16 +44,16 @@ class FreshbooksClientPush(models.AbstractModel):
             if account.state != "connected":
                 left |= todo
                 continue
-            api = account._get_client(
+            fb = account._get_client(
                 min_interval=self._push_interval() if len(todo) > 1 else 0.0, **options)
             for index, partner in enumerate(todo):
-                if not self._push_one(account, api, partner, log):
+                if not self._push_one(account, fb, partner, log):
                     left |= partner
                 if account.state != "connected":
                     left |= todo[index + 1:]
                     break
             if log:
-                log._count("requests", api.request_count)
+                log._count("requests", fb.request_count)
         return left
 
     @api.model
@@ -62,7 +62,7 @@ class FreshbooksClientPush(models.AbstractModel):
             "capsule_freshbooks_connector.push_interval", PUSH_INTERVAL))
 
     @api.model
-    def _push_one(self, account, api, partner, log):
+    def _push_one(self, account, fb, partner, log):
         """Push one contact and commit; True when it needs nothing more (sent, or rejected).
 
         No row lock is held while FreshBooks answers: an advisory lock keeps two workers from
@@ -72,7 +72,7 @@ class FreshbooksClientPush(models.AbstractModel):
             if not locked:
                 return False  # another worker is sending it right now
             try:
-                done = self._send(account, api, partner, log)
+                done = self._send(account, fb, partner, log)
                 self.env["freshbooks.sync"]._commit()
             except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure) as error:
                 # The user is saving this contact: their save wins, the job sends it later.
@@ -82,7 +82,7 @@ class FreshbooksClientPush(models.AbstractModel):
             return done
 
     @api.model
-    def _send(self, account, api, partner, log):
+    def _send(self, account, fb, partner, log):
         cr = self.env.cr
         # Our writes wait a little for a user's save, never the other way round.
         cr.execute("SET LOCAL lock_timeout = '5s'")
@@ -95,9 +95,9 @@ class FreshbooksClientPush(models.AbstractModel):
         partner.invalidate_recordset()
         try:
             if partner.freshbooks_client_id:
-                sent = self._update_client(account, api, partner)
+                sent = self._update_client(account, fb, partner)
             else:
-                sent = self._add_client(account, api, partner)
+                sent = self._add_client(account, fb, partner)
                 if sent is None:
                     return True  # held for review
         except ValidationError as error:
@@ -119,7 +119,7 @@ class FreshbooksClientPush(models.AbstractModel):
         return True
 
     @api.model
-    def _update_client(self, account, api, partner):
+    def _update_client(self, account, fb, partner):
         """Send what changed in Odoo since FreshBooks last heard from it; returns what FreshBooks
         holds now."""
         ref = partner.freshbooks_client_id
@@ -127,31 +127,31 @@ class FreshbooksClientPush(models.AbstractModel):
         if not before:
             # Linked before Odoo kept what it sent: what FreshBooks has now stands for it.
             before = self.env["freshbooks.client.sync"]._freshbooks_fields(
-                api.get_client(account.fb_account_id, ref))
+                fb.get_client(account.fb_account_id, ref))
         data = self.env["freshbooks.mapping"]._client_values(partner)
         changes = changed_fields(data, before)
         if changes:
-            api.update_client(account.fb_account_id, ref, changes)
+            fb.update_client(account.fb_account_id, ref, changes)
         return dict(before, **changes)
 
     @api.model
-    def _add_client(self, account, api, partner):
+    def _add_client(self, account, fb, partner):
         """Create the client, or link the one FreshBooks has for this very customer; returns
         what FreshBooks holds now, or None when FreshBooks refused and the contact is held."""
         Clients, Sync = self.env["freshbooks.client.sync"], self.env["freshbooks.sync"]
-        existing = self._same_customer(account, api, partner)
+        existing = self._same_customer(account, fb, partner)
         if existing:
             # Made by hand in FreshBooks, or by an earlier attempt whose answer was lost.
             Clients._log_links({partner.id: Clients._link(account, partner, parse_client(existing))})
             Clients._attach_documents(account, partner)
             Sync._commit()  # the link is never lost
             partner.freshbooks_sent_values = Clients._freshbooks_fields(existing)
-            return self._update_client(account, api, partner)
+            return self._update_client(account, fb, partner)
         data = self.env["freshbooks.mapping"]._client_values(partner)
         try:
-            created = api.create_client(account.fb_account_id, {k: v for k, v in data.items() if v})
+            created = fb.create_client(account.fb_account_id, {k: v for k, v in data.items() if v})
         except ValidationError as error:
-            if self._hold_refused_add(account, api, partner, error):
+            if self._hold_refused_add(account, fb, partner, error):
                 return None
             raise
         partner.with_context(freshbooks_no_push=True).write(
@@ -161,18 +161,18 @@ class FreshbooksClientPush(models.AbstractModel):
         return data
 
     @api.model
-    def _clients_with_email(self, account, api, email):
-        return [raw for raw in api.iter_clients(account.fb_account_id, email=email)
+    def _clients_with_email(self, account, fb, email):
+        return [raw for raw in fb.iter_clients(account.fb_account_id, email=email)
                 if isinstance(raw, dict) and str(raw.get("vis_state", 0)) == "0"]
 
     @api.model
-    def _same_customer(self, account, api, partner):
+    def _same_customer(self, account, fb, partner):
         """The one active, unlinked FreshBooks client with this contact's email that is the same
         customer: same name (case and spacing aside) and same kind, company or person."""
         if not partner.email:
             return None
         matches = []
-        for raw in self._clients_with_email(account, api, partner.email):
+        for raw in self._clients_with_email(account, fb, partner.email):
             try:
                 record = parse_client(raw)
             except MappingError:
@@ -187,12 +187,12 @@ class FreshbooksClientPush(models.AbstractModel):
         return matches[0]
 
     @api.model
-    def _hold_refused_add(self, account, api, partner, error):
+    def _hold_refused_add(self, account, fb, partner, error):
         """FreshBooks refused a new client while others have its email (FreshBooks may take an
         email as a client's identity): an admin decides; never another customer's record."""
         if not partner.email:
             return False
-        candidates = self._clients_with_email(account, api, partner.email)
+        candidates = self._clients_with_email(account, fb, partner.email)
         if not candidates:
             return False
         self.env["freshbooks.review"].sudo()._hold_contact(account, partner, candidates, str(error))

@@ -169,9 +169,9 @@ class FreshbooksDocument(models.AbstractModel):
             document.partner_id = refs[document.client_ref]
 
     @api.model
-    def _fb_refresh_partner(self, account, api, partner):
+    def _fb_refresh_partner(self, account, fb, partner):
         client_ref = partner.freshbooks_client_id
-        raws = [raw for page in api.iter_pages(account.fb_account_id, self._fb_resource,
+        raws = [raw for page in fb.iter_pages(account.fb_account_id, self._fb_resource,
                                                search={self._fb_client_key: client_ref})
                 for raw in page]
         self._fb_upsert(account, raws)

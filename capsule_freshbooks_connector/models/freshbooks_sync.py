@@ -35,10 +35,10 @@ class Run:
     """A run in progress: its log, and the FreshBooks API connection it uses."""
 
     log: object
-    api: object = None
+    fb: object = None
 
     def requests(self):
-        return self.api.request_count if self.api else 0
+        return self.fb.request_count if self.fb else 0
 
 
 class FreshbooksSync(models.AbstractModel):
@@ -203,12 +203,12 @@ class FreshbooksSync(models.AbstractModel):
         with self._run(account, "full" if full else "incremental") as run:
             if run is None:
                 return None
-            run.api = account._get_client()
+            run.fb = account._get_client()
             for model in self._types().values():
-                self._sync_type(account, run.api, model, None if full else last_success, run.log)
-            self._process_queue(account, run.api, run.log)
+                self._sync_type(account, run.fb, model, None if full else last_success, run.log)
+            self._process_queue(account, run.fb, run.log)
             self._export(account, run.log)
-            self.env["freshbooks.webhook"]._ensure(account, run.api, run.log)
+            self.env["freshbooks.webhook"]._ensure(account, run.fb, run.log)
         account.invalidate_recordset()
         return run and run.log
 
@@ -221,8 +221,8 @@ class FreshbooksSync(models.AbstractModel):
         with self._run(account, "work") as run:
             if run is None:
                 return None  # the running sync does this work too
-            run.api = account._get_client()
-            self._process_queue(account, run.api, run.log)
+            run.fb = account._get_client()
+            self._process_queue(account, run.fb, run.log)
             self._export(account, run.log)
         account.invalidate_recordset()
         return run and run.log
@@ -233,11 +233,11 @@ class FreshbooksSync(models.AbstractModel):
             model._fb_export(account, log)
 
     @api.model
-    def _sync_type(self, account, api, model, since, log):
+    def _sync_type(self, account, fb, model, since, log):
         """One type, page by page, each page stored and committed; everything (no `since`),
         or what changed since then. A complete listing of everything also tells what
         FreshBooks no longer has."""
-        pages = api.iter_pages(account.fb_account_id, model._fb_resource,
+        pages = fb.iter_pages(account.fb_account_id, model._fb_resource,
                                updated_since=since and self._since(since),
                                newest_first=bool(since))
         if since:
@@ -247,20 +247,20 @@ class FreshbooksSync(models.AbstractModel):
             with self.env.cr.savepoint():
                 seen |= model._fb_store_page(account, page, log)
             self._commit()
-        if not since and self._listed_whole(api, model._fb_resource, log):
+        if not since and self._listed_whole(fb, model._fb_resource, log):
             model._fb_forget_unseen(account, seen, log)
             self._commit()
 
     @api.model
-    def _listed_whole(self, api, resource, log):
+    def _listed_whole(self, fb, resource, log):
         """False, with a line in the log, when FreshBooks' listing was cut short at the page cap:
         what it did not list is not taken as deleted."""
-        if resource not in api.truncated:
+        if resource not in fb.truncated:
             return True
         log._add_line("error", self.env._(
             "FreshBooks kept sending pages of %(key)s past %(pages)s pages; the listing was "
             "stopped there and nothing missing from it is taken as deleted.",
-            key=resource, pages=api.max_pages))
+            key=resource, pages=fb.max_pages))
         return False
 
     # --- the queue: webhook hints and contacts deleted in Odoo ---------------------------------
@@ -272,14 +272,14 @@ class FreshbooksSync(models.AbstractModel):
              ("next_try", "<=", fields.Datetime.now())])
 
     @api.model
-    def _process_queue(self, account, api, log):
+    def _process_queue(self, account, fb, log):
         """Each row on its own: one that fails waits and is tried again later, the rest go on."""
         types, rows = self._types(), self._queue_due(account)
         for start in range(0, len(rows), QUEUE_BATCH):
             for row in rows[start:start + QUEUE_BATCH].exists():
                 try:
                     with self.env.cr.savepoint():
-                        types[row.object_type]._fb_refresh(account, api, row.object_ref, log)
+                        types[row.object_type]._fb_refresh(account, fb, row.object_ref, log)
                         row.unlink()
                 except (AuthError, NetworkError) as error:
                     if isinstance(error, NetworkError) or error.grant_invalid:
@@ -297,6 +297,6 @@ class FreshbooksSync(models.AbstractModel):
         account = partner.freshbooks_account_id
         if not partner.freshbooks_client_id or account.state != "connected":
             raise UserError(self.env._("This contact is not linked to a connected FreshBooks business."))
-        api = account._get_client()
+        fb = account._get_client()
         for model in self._types().values():
-            model._fb_refresh_partner(account, api, partner)
+            model._fb_refresh_partner(account, fb, partner)

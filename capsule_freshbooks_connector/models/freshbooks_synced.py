@@ -78,16 +78,16 @@ class FreshbooksSynced(models.AbstractModel):
         """Copies that arrived before their client was linked find their contact."""
 
     @api.model
-    def _fb_refresh_partner(self, account, api, partner):
+    def _fb_refresh_partner(self, account, fb, partner):
         """Everything of one contact, now (its form's refresh button)."""
 
     # --- shared behaviour ------------------------------------------------------------------------
 
     @api.model
-    def _fb_refresh(self, account, api, ref, log):
+    def _fb_refresh(self, account, fb, ref, log):
         """Read one object again (a webhook said it changed) and store it."""
         try:
-            raw = api.get(account.fb_account_id, self._fb_resource, ref)
+            raw = fb.get(account.fb_account_id, self._fb_resource, ref)
         except NotFoundError:
             self._fb_gone(account, str(ref), log)
             return

@@ -32,7 +32,7 @@ class FreshbooksWebhook(models.Model):
     verify_attempts = fields.Integer("Verification attempts", default=0, copy=False)
 
     @api.model
-    def _ensure(self, account, client, log):
+    def _ensure(self, account, fb, log):
         """Register the callbacks this account lacks; costs no request once settled. Why
         webhooks cannot work goes on the run's log: the account shows it from there."""
         if account.webhook_state in ("active", "unavailable") or \
@@ -53,7 +53,7 @@ class FreshbooksWebhook(models.Model):
         try:
             events = self.env["freshbooks.synced"]._fb_events()
             for event in sorted(set(events) - set(hooks.mapped("event"))):
-                callback = client.create_callback(account.fb_account_id, event, uri)
+                callback = fb.create_callback(account.fb_account_id, event, uri)
                 self.sudo().create({"account_id": account.id, "event": event,
                                     "callback_ref": str(callback["callbackid"])})
                 # FreshBooks posts the verifier to us at once: our row must be visible by then.
@@ -137,21 +137,21 @@ class FreshbooksWebhook(models.Model):
         if not account.access_token or not (refs or revoke):
             return
         # The database forgets these tokens in this transaction: a refresh stays in memory.
-        api_ = account._get_client(allow_unconnected=True, refresh="local", max_retries=1)
-        after_commit(self, "_tell_freshbooks", [(api_, fb_account, tuple(refs), revoke)])
+        fb = account._get_client(allow_unconnected=True, refresh="local", max_retries=1)
+        after_commit(self, "_tell_freshbooks", [(fb, fb_account, tuple(refs), revoke)])
 
     @api.model
     def _tell_freshbooks(self, jobs):
         """Delete callbacks and revoke grants at FreshBooks, best effort: unreachable, it keeps
         callbacks that fail, and a revocation that does not arrive harms nobody."""
-        for api_, fb_account, refs, revoke in jobs:
+        for fb, fb_account, refs, revoke in jobs:
             try:
                 for ref in refs:
                     try:
-                        api_.delete_callback(fb_account, ref)
+                        fb.delete_callback(fb_account, ref)
                     except NotFoundError:
                         _logger.info("FreshBooks webhook %s was already gone", ref)
                 if revoke:
-                    api_.revoke()
+                    fb.revoke()
             except FreshBooksError as error:
                 _logger.info("FreshBooks was not told (webhooks, revocation): %s", error)

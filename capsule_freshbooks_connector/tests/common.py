@@ -8,7 +8,7 @@ from unittest.mock import patch
 
 from odoo.tests import TransactionCase
 
-from ..models.freshbooks_account import FreshbooksAccount
+from ..models.freshbooks_account_tokens import FreshbooksAccountTokens
 from ..models.freshbooks_sync import FreshbooksSync
 
 SANDBOX_FILE = Path(__file__).resolve().parents[2] / "dev" / "sandbox" / "freshbooks_sandbox.py"
@@ -78,13 +78,13 @@ class OneTransaction:
         super().setUpClass()
         cls.startClassPatcher(patch.object(FreshbooksSync, "_commit", lambda self: None))
         cls.startClassPatcher(patch.object(FreshbooksSync, "_rollback", lambda self: None))
-        refresh = FreshbooksAccount._refresh_tokens_locked
+        refresh = FreshbooksAccountTokens._refresh_tokens_locked
 
         def flush_then_refresh(account, client):
             account.env.flush_all()
             return refresh(account, client)
 
-        cls.startClassPatcher(patch.object(FreshbooksAccount, "_refresh_tokens_locked",
+        cls.startClassPatcher(patch.object(FreshbooksAccountTokens, "_refresh_tokens_locked",
                                            flush_then_refresh))
 
 

@@ -102,9 +102,9 @@ class TestPushSendsOnlyChanges(FreshbooksCase):
 
         update = FreshBooksClient.update_client
 
-        def update_client(api, *args, **kwargs):
+        def update_client(fb, *args, **kwargs):
             queries.append("-- FreshBooks call")
-            return update(api, *args, **kwargs)
+            return update(fb, *args, **kwargs)
 
         self.partner.phone = "+1 555 0006"
         self.env.flush_all()
@@ -243,10 +243,10 @@ class TestRunsAlwaysEnd(FreshbooksCase):
                   "7003": AuthError("denied", status=403)}
         get = FreshBooksClient.get
 
-        def flaky(api, account_id, resource, object_id):
+        def flaky(fb, account_id, resource, object_id):
             if str(object_id) in errors:
                 raise errors[str(object_id)]
-            return get(api, account_id, resource, object_id)
+            return get(fb, account_id, resource, object_id)
 
         with patch.object(FreshBooksClient, "get", flaky):
             log = self.Sync._work_account(self.account)
@@ -288,9 +288,9 @@ class TestRunsAlwaysEnd(FreshbooksCase):
             self.env["freshbooks.client.sync"]._link_values(self.account, "999999"))
         log = self.env["freshbooks.sync.log"].create(
             {"account_id": self.account.id, "kind": "full"})
-        api = self.account._get_client()
-        api.truncated.append("clients")  # as if FreshBooks had sent pages past the cap
-        self.Sync._sync_type(self.account, api, self.env["freshbooks.client.sync"], None, log)
+        fb = self.account._get_client()
+        fb.truncated.append("clients")  # as if FreshBooks had sent pages past the cap
+        self.Sync._sync_type(self.account, fb, self.env["freshbooks.client.sync"], None, log)
         self.assertEqual(partner.freshbooks_state, "active", "not listed, yet not taken as deleted")
         self.assertIn("stopped there", log.line_ids.reason)
 
