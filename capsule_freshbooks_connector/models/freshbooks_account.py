@@ -41,8 +41,9 @@ class FreshbooksAccount(models.Model):
 
     company_id = fields.Many2one("res.company", required=True, ondelete="cascade", index=True)
     freshbooks_url = fields.Char("FreshBooks URL", default="my.freshbooks.com")
-    client_id = fields.Char("Client ID", groups=ADMIN_GROUP)
-    client_secret = fields.Char("Client secret", groups=ADMIN_GROUP)
+    # The OAuth credentials of the FreshBooks app Odoo signs in as (not a FreshBooks client).
+    client_id = fields.Char("App client ID", groups=ADMIN_GROUP)
+    client_secret = fields.Char("App client secret", groups=ADMIN_GROUP)
 
     state = fields.Selection(
         [("draft", "Not connected"), ("choose", "Choose a business"),

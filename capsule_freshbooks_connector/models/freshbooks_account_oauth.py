@@ -26,7 +26,7 @@ class FreshbooksAccountOAuth(models.Model):
             raise AccessDenied()
         account = self.sudo()
         if not account.client_id or not account.client_secret:
-            raise UserError(self.env._("Enter the Client ID and Client secret of your FreshBooks app "
+            raise UserError(self.env._("Enter the app client ID and app client secret of your FreshBooks app "
                                        "before connecting."))
         nonce = secrets.token_urlsafe(24)
         account.write({"oauth_state": nonce, "oauth_state_uid": self.env.uid,

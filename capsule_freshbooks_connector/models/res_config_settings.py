@@ -10,8 +10,8 @@ class ResConfigSettings(models.TransientModel):
     _inherit = "res.config.settings"
 
     freshbooks_url = fields.Char("FreshBooks URL", groups=ADMIN_GROUP)
-    freshbooks_client_id = fields.Char("FreshBooks client ID", groups=ADMIN_GROUP)
-    freshbooks_client_secret = fields.Char("FreshBooks client secret", groups=ADMIN_GROUP)
+    freshbooks_client_id = fields.Char("FreshBooks app client ID", groups=ADMIN_GROUP)
+    freshbooks_client_secret = fields.Char("FreshBooks app client secret", groups=ADMIN_GROUP)
     freshbooks_import_team_id = fields.Many2one(
         "crm.team", "Sales team for FreshBooks imports", groups=ADMIN_GROUP)
     freshbooks_account_id = fields.Many2one(
