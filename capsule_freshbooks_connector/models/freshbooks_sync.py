@@ -26,6 +26,8 @@ FULL_SYNC_EVERY = timedelta(days=1)
 CLOCK_MARGIN = timedelta(minutes=5)
 PAGE_SIZE = 100
 QUEUE_BATCH = 200
+# A sync skipped because another run held the lock runs again this much later.
+RETRY_SKIPPED_SYNC = timedelta(minutes=1)
 # Advisory lock namespace of a run of an account: "FB" in ASCII.
 LOCK_NAMESPACE = 0x4642
 
@@ -144,8 +146,16 @@ class FreshbooksSync(models.AbstractModel):
             if not locked:
                 _logger.info("FreshBooks %s run of %s skipped: another run is in progress", kind,
                              account.company_id.name)
+                if kind != "work":
+                    # A sync asked for (Sync now, connect) is not lost behind a webhook run.
+                    self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_sync").sudo() \
+                        ._trigger(fields.Datetime.now() + RETRY_SKIPPED_SYNC)
                 yield None
                 return
+            # A new transaction: its snapshot must see the run that held the lock until now,
+            # or closing that run's log fails with a serialization error.
+            self._commit()
+            self.env.invalidate_all()
             self._close_interrupted(account)
             run = Run(self.env["freshbooks.sync.log"].sudo().create(
                 {"account_id": account.id, "fb_account_id": account.fb_account_id, "kind": kind}))

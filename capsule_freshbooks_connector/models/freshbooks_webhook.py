@@ -11,6 +11,8 @@ _logger = logging.getLogger(__name__)
 
 # How long FreshBooks may take to confirm a new callback before we stop waiting for it.
 VERIFY_GRACE = timedelta(minutes=10)
+# A handshake still missing this long after registration is asked for again.
+RESEND_AFTER = timedelta(minutes=1)
 # Handshakes are unsigned and each costs a request to FreshBooks: a callback takes this many.
 MAX_VERIFY_ATTEMPTS = 3
 
@@ -30,6 +32,9 @@ class FreshbooksWebhook(models.Model):
     pending_verifier = fields.Char("Verifier awaiting FreshBooks' confirmation",
                                    groups="base.group_system", copy=False)
     verify_attempts = fields.Integer("Verification attempts", default=0, copy=False)
+    # FreshBooks may post the handshake before this row is committed (it is refused then): the
+    # next run asks FreshBooks once to send it again.
+    resent_at = fields.Datetime("Verification asked again at", copy=False)
 
     @api.model
     def _ensure(self, account, fb, log):
@@ -41,7 +46,10 @@ class FreshbooksWebhook(models.Model):
         hooks = self.sudo().search([("account_id", "=", account.id)])
         waiting = hooks.filtered(lambda h: not h.verified)
         if waiting:
-            if min(waiting.mapped("create_date")) > fields.Datetime.now() - VERIFY_GRACE:
+            if self._resend_lost_handshakes(account, fb, waiting):
+                return
+            asked = [hook.resent_at or hook.create_date for hook in waiting]
+            if min(asked) > fields.Datetime.now() - VERIFY_GRACE:
                 return  # FreshBooks is still confirming
             self._remove_all(account)
             log.webhook_note = self.env._(
@@ -62,6 +70,20 @@ class FreshbooksWebhook(models.Model):
             log.webhook_note = self.env._(
                 "FreshBooks did not accept the webhooks (%s). The scheduled sync keeps "
                 "contacts and invoices up to date.", error)
+
+    @api.model
+    def _resend_lost_handshakes(self, account, fb, waiting):
+        """Ask FreshBooks again, once, for handshakes that never arrived; True when it did."""
+        lost = waiting.filtered(lambda h: not h.resent_at and not h.pending_verifier
+                                and h.create_date < fields.Datetime.now() - RESEND_AFTER)
+        for hook in lost:
+            try:
+                fb.resend_callback_verification(account.fb_account_id, hook.callback_ref)
+            except FreshBooksError as error:
+                _logger.info("FreshBooks did not send webhook %s's verification again: %s",
+                             hook.callback_ref, error)
+            hook.resent_at = fields.Datetime.now()
+        return bool(lost)
 
     @api.model
     def _webhooks_possible(self, account, log):

@@ -159,8 +159,13 @@ class TestContactSync(FreshbooksCase):
         with db_connect(self.env.cr.dbname).cursor() as other:
             other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, self.account.id])
             try:
+                cron = self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_sync")
+                triggers = self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)])
                 self.assertIsNone(self.sync())
                 self.assertFalse(self.Partner.search([("name", "=", "Lonely")]))
+                self.assertEqual(
+                    self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]),
+                    triggers + 1, "the skipped sync is asked for again, not lost")
             finally:
                 other.execute("SELECT pg_advisory_unlock(%s, %s)",
                               [LOCK_NAMESPACE, self.account.id])
@@ -234,12 +239,31 @@ class TestContactSync(FreshbooksCase):
 @tagged("post_install", "-at_install")
 class TestWebhookRegistration(FreshbooksCase):
 
-    def test_unconfirmed_webhooks_are_given_up_then_retried_on_sync_now(self):
+    def test_a_handshake_that_never_came_is_asked_for_again_once(self):
+        # FreshBooks posted it before Odoo had committed the callback's row: it was refused.
         Webhook = self.env["freshbooks.webhook"]
         Webhook.search([]).write({"verified": False})
         self.env.flush_all()
         self.env.cr.execute("UPDATE freshbooks_webhook SET create_date = "
-                            "now() at time zone 'UTC' - interval '1 hour'")
+                            "now() at time zone 'UTC' - interval '2 minutes'")
+        self.env.invalidate_all()
+        self.sandbox.reset_counters()
+        self.sync()
+        resends = self.sandbox.request_count(method="PUT", prefix="/events/")
+        self.assertEqual(resends, len(self.env["freshbooks.synced"]._fb_events()))
+        self.assertTrue(all(Webhook.search([]).mapped("resent_at")))
+        self.sync()
+        self.assertEqual(self.sandbox.request_count(method="PUT", prefix="/events/"), resends,
+                         "asked once")
+        self.assertEqual(self.account.webhook_state, "pending", "not given up before the grace")
+
+    def test_unconfirmed_webhooks_are_given_up_then_retried_on_sync_now(self):
+        Webhook = self.env["freshbooks.webhook"]
+        Webhook.search([]).write({"verified": False})
+        self.env.flush_all()
+        self.env.cr.execute("UPDATE freshbooks_webhook SET create_date = now() at time zone 'UTC' "
+                            "- interval '1 hour', resent_at = now() at time zone 'UTC' "
+                            "- interval '1 hour'")
         self.env.invalidate_all()
         self.sync()
         self.assertEqual(self.account.webhook_state, "unavailable")
