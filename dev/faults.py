@@ -27,6 +27,12 @@ d) on NAME_story, Odoo's prefork server (--workers=2 --max-cron-threads=1, web.b
    account know its last successful start, the webhooks be active (six verified callbacks), the
    phone and the client arrive (once), and the server log hold no ERROR or traceback.
 
+e) on NAME_neutral, a copy of NAME once a) and b) are done (connected, synced, with verified
+   webhook rows, tokens, a webhook hint queued and a contact's edit pending, added with SQL),
+   Odoo's own `odoo neutralize -d NAME_neutral`: the copy must keep no access or refresh token,
+   no webhook, no queued work and no pending push; each connection must be a draft saying it is a
+   neutralized copy; the contacts keep their links; NAME itself is untouched.
+
 After a) and b): one contact per active FreshBooks client, no client linked twice, no name
 imported twice, and the sync log tells what happened. Prints one line per check and ends with
 `faults: N passed, M failed`; exits 1 when a check failed. Drops the databases it made (unless
@@ -186,6 +192,13 @@ class Odoo:
         if code:
             print(log.read_text()[-3000:])
             raise SystemExit(f"installing {MODULE} in {db} failed (exit code {code})")
+
+    def neutralize(self, db):
+        """Odoo's own `odoo neutralize -d db`; returns (exit code, its output)."""
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "odoo", "neutralize", *self.common, "-d", db,
+             "--log-level=info"], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        return done.returncode, done.stdout + done.stderr
 
     def shell(self, db, script, name):
         """Start `odoo shell` on db with script on stdin; returns (process, its log path)."""
@@ -424,6 +437,76 @@ def two_at_once(checks, odoo, db_name, clients, work):
         checks.check(db.lock_holders() == 0, "no lock left behind")
     finally:
         db.close()
+
+
+NEUTRAL_MESSAGE = "neutralized copy"  # in the account's status message (data/neutralize.sql)
+
+
+def copy_state(db):
+    """What a copy must not keep of production's connection, as counts."""
+    return {
+        "tokens": db.value("SELECT count(*) FROM freshbooks_token WHERE access_token IS NOT NULL "
+                           "OR refresh_token IS NOT NULL"),
+        "webhooks": db.value("SELECT count(*) FROM freshbooks_webhook"),
+        "verified webhooks": db.value("SELECT count(*) FROM freshbooks_webhook WHERE verified"),
+        "queue rows": db.value("SELECT count(*) FROM freshbooks_queue"),
+        "pending pushes": db.value("SELECT count(*) FROM res_partner "
+                                   "WHERE freshbooks_push_state = 'pending'"),
+        "connected accounts": db.value("SELECT count(*) FROM freshbooks_account "
+                                       "WHERE state = 'connected'"),
+    }
+
+
+def neutralized_copy(checks, odoo, db_name, copy_name):
+    print("-- e) a neutralized copy is disconnected (odoo neutralize)", flush=True)
+    db = Database(db_name)
+    try:
+        # Production as it is between two runs: a webhook hint waits, an edit waits to be sent.
+        account_id = db.value("SELECT min(id) FROM freshbooks_account WHERE state = 'connected'")
+        ref = db.value("SELECT max(freshbooks_client_id) FROM res_partner "
+                       "WHERE freshbooks_client_id IS NOT NULL")
+        db.rows("INSERT INTO freshbooks_queue (account_id, object_type, object_ref, reason, "
+                "create_uid, create_date, write_uid, write_date) VALUES (%s, 'client', %s, "
+                "'webhook', 1, now() at time zone 'UTC', 1, now() at time zone 'UTC') "
+                "ON CONFLICT DO NOTHING RETURNING id", [account_id, ref])
+        db.rows("UPDATE res_partner SET freshbooks_push_state = 'pending' WHERE id = (SELECT "
+                "min(id) FROM res_partner WHERE freshbooks_client_id IS NOT NULL) RETURNING id")
+        before = copy_state(db)
+    finally:
+        db.close()
+    if not checks.check(all(before.values()),
+                        "the database to copy is connected, with tokens, verified webhooks, a "
+                        "queued hint and a pending push", f"{before}"):
+        return
+    odoo.copydb(db_name, copy_name)
+    code, output = odoo.neutralize(copy_name)
+    checks.check(code == 0 and "Neutralization finished" in output,
+                 f"`odoo neutralize -d {copy_name}` ran", f"exit code {code}: {output[-1500:]}")
+    copy = Database(copy_name)
+    original = Database(db_name)
+    try:
+        after = copy_state(copy)
+        checks.check(after["tokens"] == 0, "the copy has no access or refresh token",
+                     f"{after['tokens']} token rows keep one")
+        accounts = copy.rows("SELECT state, COALESCE(status_message, '') FROM freshbooks_account")
+        checks.check(accounts and all(state == "draft" and NEUTRAL_MESSAGE in message.lower()
+                                      for state, message in accounts),
+                     "every connection of the copy is a draft that says it is a neutralized copy",
+                     f"{accounts}")
+        checks.check(after["webhooks"] == 0, "the copy has no webhook", f"{after['webhooks']}")
+        checks.check(after["queue rows"] == 0, "the copy has no queued work",
+                     f"{after['queue rows']}")
+        checks.check(after["pending pushes"] == 0, "the copy has no contact waiting to be sent",
+                     f"{after['pending pushes']}")
+        linked = copy.linked(), original.linked()
+        checks.check(linked[0] == linked[1], "the copy's contacts keep their FreshBooks links",
+                     f"{linked[0]} in the copy, {linked[1]} in the original")
+        kept = copy_state(original)
+        checks.check(kept == before, "the original is untouched (its tokens, webhooks, queue "
+                     "and pending push are there)", f"before {before}, after {kept}")
+    finally:
+        copy.close()
+        original.close()
 
 
 # -- real Odoo servers -------------------------------------------------------------------------
@@ -981,7 +1064,8 @@ def checks_main(args, odoo, work):
     checks = Checks()
     db_kill, db_race, db_revoke, db_story = (args.db, args.db + "_race", args.db + "_revoke",
                                              args.db + "_story")
-    made = [db_race, db_revoke, db_story]
+    db_neutral = args.db + "_neutral"
+    made = [db_race, db_revoke, db_story, db_neutral]
     start = time.monotonic()
     sandbox, url = start_sandbox()
     try:
@@ -1009,10 +1093,15 @@ def checks_main(args, odoo, work):
                     checks.check(False, f"{scenario.__name__} ran to the end",
                                  f"{type(error).__name__}: {error}")
         stop_sandbox(sandbox)
-        try:
-            prefork_story(checks, odoo, db_story)
-        except Exception as error:  # noqa: BLE001 - report it as a failed check
-            checks.check(False, "prefork_story ran to the end", f"{type(error).__name__}: {error}")
+        later = [(prefork_story, db_story)]
+        if connected:
+            later.append((neutralized_copy, db_kill, db_neutral))
+        for scenario, *extra in later:
+            try:
+                scenario(checks, odoo, *extra)
+            except Exception as error:  # noqa: BLE001 - report it as a failed check
+                checks.check(False, f"{scenario.__name__} ran to the end",
+                             f"{type(error).__name__}: {error}")
     finally:
         stop_sandbox(sandbox)
         if not args.keep:
