@@ -1,14 +1,15 @@
 """Fault injection with real processes: killed and simultaneous syncs, a grant revoked while a
-cron worker syncs, and the whole story under Odoo's prefork server.
+cron worker syncs, the whole story under Odoo's prefork server, a neutralized copy, and two
+prefork servers on one database.
 
     python3 dev/faults.py --db NAME --addons-path PATH [--config FILE] [--data-dir DIR] [--keep]
     python3 dev/faults.py --db NAME --addons-path PATH [...] --soak SECONDS
 
 dev/test runs it after the Odoo tests, on NAME: a copy of a database where the add-on was just
 installed (without NAME, the script installs the add-on in a new database of that name). It
-starts the FreshBooks sandbox as a subprocess, copies NAME to NAME_story (the fresh install),
-connects the company to the sandbox, copies NAME to NAME_race and NAME_revoke (connected, never
-synced), and runs:
+starts the FreshBooks sandbox as a subprocess, copies NAME to NAME_story and NAME_two (the fresh
+install), connects the company to the sandbox, copies NAME to NAME_race and NAME_revoke
+(connected, never synced), and runs:
 
 a) on NAME, a full sync (an `odoo shell` process) is SIGKILLed once some contacts are linked,
    then run again to the end;
@@ -25,9 +26,22 @@ d) on NAME_story, Odoo's prefork server (--workers=2 --max-cron-threads=1, web.b
    handshakes; a phone edited over JSON-RPC pushed to the sandbox; a client created in the
    sandbox arriving through its webhook; "Sync now". Every sync log must end done or partial, the
    account know its last successful start, the webhooks be active (six verified callbacks), the
-   phone and the client arrive (once), and the server log hold no ERROR or traceback.
+   phone and the client arrive (once), and the server log hold no ERROR or traceback;
+e) on NAME_neutral, a copy of NAME after a) (connected, synced, with tokens and verified webhook
+   rows; a webhook hint queued and a contact's edit pending are added with SQL), Odoo's own
+   `odoo neutralize -d NAME_neutral`: the copy must keep no access or refresh token, no webhook,
+   no queued work and no pending push; each connection must be a draft saying it is a neutralized
+   copy; the contacts keep their links; NAME itself is untouched;
+f) on NAME_two, two prefork servers (each --workers=2 --max-cron-threads=1) and a sandbox of 300
+   clients: connected over HTTP through server 1 (web.base.url, so the webhooks reach server 1),
+   then 30 seconds of sandbox traffic (clients created and updated, each a signed webhook) while
+   each server is asked for "Sync now" over JSON-RPC in turn and the cron workers are woken. Once
+   quiet: no two sync runs of the business overlap in time, every log ended, each active client
+   is one contact (the checks after a) and b)), no ERROR or traceback in either server's log.
+   Prints `two servers: ...`: the syncs started (log rows), the runs skipped for the lock and the
+   contacts per client (min/max, goal 1).
 
-After a) and b): one contact per active FreshBooks client, no client linked twice, no name
+After a), b) and f): one contact per active FreshBooks client, no client linked twice, no name
 imported twice, and the sync log tells what happened. Prints one line per check and ends with
 `faults: N passed, M failed`; exits 1 when a check failed. Drops the databases it made (unless
 --keep, which also keeps the logs); NAME is the caller's to drop when it was given.
@@ -186,6 +200,13 @@ class Odoo:
         if code:
             print(log.read_text()[-3000:])
             raise SystemExit(f"installing {MODULE} in {db} failed (exit code {code})")
+
+    def neutralize(self, db):
+        """Odoo's own `odoo neutralize -d db`; returns (exit code, its output)."""
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "odoo", "neutralize", *self.common, "-d", db,
+             "--log-level=info"], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        return done.returncode, done.stdout + done.stderr
 
     def shell(self, db, script, name):
         """Start `odoo shell` on db with script on stdin; returns (process, its log path)."""
@@ -426,6 +447,76 @@ def two_at_once(checks, odoo, db_name, clients, work):
         db.close()
 
 
+NEUTRAL_MESSAGE = "neutralized copy"  # in the account's status message (data/neutralize.sql)
+
+
+def copy_state(db):
+    """What a copy must not keep of production's connection, as counts."""
+    return {
+        "tokens": db.value("SELECT count(*) FROM freshbooks_token WHERE access_token IS NOT NULL "
+                           "OR refresh_token IS NOT NULL"),
+        "webhooks": db.value("SELECT count(*) FROM freshbooks_webhook"),
+        "verified webhooks": db.value("SELECT count(*) FROM freshbooks_webhook WHERE verified"),
+        "queue rows": db.value("SELECT count(*) FROM freshbooks_queue"),
+        "pending pushes": db.value("SELECT count(*) FROM res_partner "
+                                   "WHERE freshbooks_push_state = 'pending'"),
+        "connected accounts": db.value("SELECT count(*) FROM freshbooks_account "
+                                       "WHERE state = 'connected'"),
+    }
+
+
+def neutralized_copy(checks, odoo, db_name, copy_name):
+    print("-- e) a neutralized copy is disconnected (odoo neutralize)", flush=True)
+    db = Database(db_name)
+    try:
+        # Production as it is between two runs: a webhook hint waits, an edit waits to be sent.
+        account_id = db.value("SELECT min(id) FROM freshbooks_account WHERE state = 'connected'")
+        ref = db.value("SELECT max(freshbooks_client_id) FROM res_partner "
+                       "WHERE freshbooks_client_id IS NOT NULL")
+        db.rows("INSERT INTO freshbooks_queue (account_id, object_type, object_ref, reason, "
+                "create_uid, create_date, write_uid, write_date) VALUES (%s, 'client', %s, "
+                "'webhook', 1, now() at time zone 'UTC', 1, now() at time zone 'UTC') "
+                "ON CONFLICT DO NOTHING RETURNING id", [account_id, ref])
+        db.rows("UPDATE res_partner SET freshbooks_push_state = 'pending' WHERE id = (SELECT "
+                "min(id) FROM res_partner WHERE freshbooks_client_id IS NOT NULL) RETURNING id")
+        before = copy_state(db)
+    finally:
+        db.close()
+    if not checks.check(all(before.values()),
+                        "the database to copy is connected, with tokens, verified webhooks, a "
+                        "queued hint and a pending push", f"{before}"):
+        return
+    odoo.copydb(db_name, copy_name)
+    code, output = odoo.neutralize(copy_name)
+    checks.check(code == 0 and "Neutralization finished" in output,
+                 f"`odoo neutralize -d {copy_name}` ran", f"exit code {code}: {output[-1500:]}")
+    copy = Database(copy_name)
+    original = Database(db_name)
+    try:
+        after = copy_state(copy)
+        checks.check(after["tokens"] == 0, "the copy has no access or refresh token",
+                     f"{after['tokens']} token rows keep one")
+        accounts = copy.rows("SELECT state, COALESCE(status_message, '') FROM freshbooks_account")
+        checks.check(accounts and all(state == "draft" and NEUTRAL_MESSAGE in message.lower()
+                                      for state, message in accounts),
+                     "every connection of the copy is a draft that says it is a neutralized copy",
+                     f"{accounts}")
+        checks.check(after["webhooks"] == 0, "the copy has no webhook", f"{after['webhooks']}")
+        checks.check(after["queue rows"] == 0, "the copy has no queued work",
+                     f"{after['queue rows']}")
+        checks.check(after["pending pushes"] == 0, "the copy has no contact waiting to be sent",
+                     f"{after['pending pushes']}")
+        linked = copy.linked(), original.linked()
+        checks.check(linked[0] == linked[1], "the copy's contacts keep their FreshBooks links",
+                     f"{linked[0]} in the copy, {linked[1]} in the original")
+        kept = copy_state(original)
+        checks.check(kept == before, "the original is untouched (its tokens, webhooks, queue "
+                     "and pending push are there)", f"before {before}, after {kept}")
+    finally:
+        copy.close()
+        original.close()
+
+
 # -- real Odoo servers -------------------------------------------------------------------------
 
 SYNC_CRON = "FreshBooks: sync contacts and invoices"
@@ -433,6 +524,10 @@ WORK_CRON = "FreshBooks: apply webhooks and send pending changes"
 STORY_CLIENTS, STORY_INVOICES, STORY_LATENCY_MS = 40, 1, 25
 HINTS = 200  # webhook hints queued before the revoked run (freshbooks_sync.QUEUE_BATCH)
 SOAK_RATE = 3  # sandbox changes a second during --soak
+# f): the sandbox's clients, the seconds and rate of its traffic, how often each server is asked
+# for a sync
+TWO_CLIENTS, TWO_SECONDS, TWO_RATE, TWO_ASK_EVERY = 300, 30, 4, 3
+SKIPPED = "skipped: another run is in progress"  # freshbooks_sync._run, when the lock is taken
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \d+ (\w+) ")
 
 # Odoo started with `python -m odoo` cannot spawn its gevent process (it runs sys.argv[0],
@@ -692,9 +787,10 @@ def revoked_during_sync(checks, odoo, db_name, clients, url, account_id):
 class Story:
     """The prefork server and a sandbox of its own, the company connected over HTTP."""
 
-    def __init__(self, odoo, db_name, clients=STORY_CLIENTS):
+    def __init__(self, odoo, db_name, clients=STORY_CLIENTS, name="story-server", webhook_delay=0):
         self.odoo, self.db_name, self.clients = odoo, db_name, clients
-        self.server = Server(odoo, db_name, "story-server")
+        self.webhook_delay = webhook_delay
+        self.server = Server(odoo, db_name, name)
         self.sandbox = self.url = self.rpc = None
         self.account_id = None
 
@@ -707,7 +803,7 @@ class Story:
         # FreshBooks posts a new callback's verifier at once (no delay), while the sync that
         # registered it is still at work.
         self.sandbox, self.url = start_sandbox(self.clients, STORY_INVOICES, STORY_LATENCY_MS,
-                                               webhook_delay=0)
+                                               webhook_delay=self.webhook_delay)
         db = Database(self.db_name)
         try:
             # FreshBooks (the sandbox) calls Odoo back at this address; logging in keeps it.
@@ -849,6 +945,141 @@ def prefork_story(checks, odoo, db_name):
         story.close()
 
 
+def overlapping(logs):
+    """Pairs of sync logs (id, start, end) whose runs overlap; a run without an end never ends.
+    Odoo keeps whole seconds, which can hide an overlap within one second but never make one:
+    a run starts after the previous one wrote its end and let the lock go."""
+    pairs, latest = [], None
+    for log in sorted(logs, key=lambda log: (log[1], log[0])):
+        if latest and (latest[2] is None or log[1] < latest[2]):
+            pairs.append((latest[0], log[0]))
+        if latest is None or latest[2] is not None and (log[2] is None or log[2] > latest[2]):
+            latest = log
+    return pairs
+
+
+def two_servers(checks, odoo, db_name):
+    print("-- f) two Odoo prefork servers (a cron worker each) on one database, under webhook "
+          "traffic and Sync now", flush=True)
+    # The handshake that comes at once is d)'s subject: here it comes after 0.2s, as in a) to c).
+    story = Story(odoo, db_name, TWO_CLIENTS, name="two-server-1", webhook_delay=0.2)
+    second = Server(odoo, db_name, "two-server-2")
+    servers = (story.server, second)
+    db = None
+    try:
+        story.start()  # server 1, and web.base.url: the webhooks reach server 1
+        second.start()
+        back, accounts = story.connect()
+        if not checks.check(accounts and accounts[0]["state"] == "connected",
+                            "two servers: the company is connected through server 1",
+                            f"callback answered {back.status_code}, accounts {accounts}"):
+            return
+        second.wait_ready()
+        rpcs = (story.rpc, Rpc(second.url, db_name, "admin", "admin"))
+        poll(lambda: sum(s.job_ends(SYNC_CRON) for s in servers) > 0, 120)
+        webhooks = poll(lambda: story.webhooks() == (6, 6, "active") and story.webhooks(), 30)
+        webhooks = webhooks or story.webhooks()
+        uris = {c["uri"].split("/", 3)[2] for c in sandbox_call(story.url, "/_sandbox/callbacks")[
+            "callbacks"]}
+        checks.check(webhooks == (6, 6, "active") and uris == {story.server.url.split("/")[2]},
+                     "two servers: the webhooks are verified and reach server 1",
+                     f"sandbox verified, Odoo verified, status: {webhooks}; callbacks to {uris}")
+
+        # Traffic: clients created and updated at the sandbox (each a signed webhook to server
+        # 1), and both servers asked for a sync in turn, their cron workers woken too.
+        clients = [str(c["id"]) for c in sandbox_clients(story.url)]
+        changes, asks, refused, serial = Counter(), [0, 0], [], 0
+        start = time.monotonic()
+        end, next_ask = start + TWO_SECONDS, start
+        while time.monotonic() < end:
+            serial += 1
+            try:
+                if serial % 3 == 1:
+                    client = sandbox_call(story.url, "/_sandbox/clients", {
+                        "organization": f"Two Servers Client {serial}",
+                        "email": f"two{serial}@example.com"})["client"]
+                    clients.append(str(client["id"]))
+                    changes["client.create"] += 1
+                else:
+                    sandbox_call(story.url, f"/_sandbox/clients/{random.choice(clients)}",  # noqa: S311
+                                 {"fax": f"555-{serial:04d}"}, method="PUT")
+                    changes["client.update"] += 1
+            except OSError as error:
+                refused.append(f"sandbox: {error}")
+            now = time.monotonic()
+            if now >= next_ask:
+                which = sum(asks) % 2
+                try:
+                    rpcs[which]("freshbooks.account", "action_sync_now", [story.account_id])
+                    asks[which] += 1
+                except (OSError, RuntimeError, ValueError) as error:
+                    refused.append(f"server {which + 1}: {error}")
+                notify_cron(db_name)
+                next_ask = now + TWO_ASK_EVERY / 2
+            time.sleep(1 / TWO_RATE)
+        checks.check(not refused, f"two servers: {sum(changes.values())} sandbox changes made "
+                     f"and Sync now asked {asks[0]} + {asks[1]} times, none refused",
+                     "; ".join(refused)[:500])
+
+        # Quiet: every webhook delivered, no run at work, nothing queued. A hint that came while
+        # a sync held the lock waits for the next run: ask for one.
+        db = Database(db_name)
+        made, settle, last_ask = sum(changes.values()), 0, time.monotonic()
+        expected = made if webhooks == (6, 6, "active") else 0  # one delivery for each change
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            delivered = len(sandbox_call(story.url, "/_sandbox/state")["deliveries"]) >= expected
+            running = db.value("SELECT count(*) FROM freshbooks_sync_log WHERE state = 'running'")
+            queued = db.value("SELECT count(*) FROM freshbooks_queue")
+            if delivered and not running and not queued:
+                break
+            if delivered and not running and time.monotonic() - last_ask > 5:
+                rpcs[1]("freshbooks.account", "action_sync_now", [story.account_id])
+                settle, last_ask = settle + 1, time.monotonic()
+            time.sleep(0.5)
+        time.sleep(1)  # what a cron worker does after its job (post-commit hooks, the log line)
+        quiet = time.monotonic() < deadline
+
+        logs = db.rows('SELECT id, start, "end", state, kind FROM freshbooks_sync_log')
+        overlaps = overlapping([log[:3] for log in logs])
+        checks.check(logs and not overlaps,
+                     f"two servers: no two sync runs of the business overlap ({len(logs)} runs)",
+                     f"overlapping log ids: {overlaps[:10]}")
+        states = Counter(log[3] for log in logs)
+        checks.check(not states.get("running") and quiet,
+                     "two servers: every sync log ended, nothing left queued",
+                     f"{dict(states)}; {'quiet' if quiet else 'not quiet after 90s'}")
+        sandbox = sandbox_clients(story.url)
+        check_contacts(checks, db, sandbox, "two servers")
+        counts = dict(db.rows("SELECT freshbooks_client_id, count(*) FROM res_partner WHERE "
+                              "freshbooks_client_id IS NOT NULL GROUP BY 1"))
+        per_client = [counts.get(str(c["id"]), 0) for c in sandbox
+                      if str(c.get("vis_state")) == "0"]
+        for server, name in zip(servers, ("server 1", "server 2")):
+            errors = server.errors()
+            if not checks.check(not errors, f"two servers: no ERROR or traceback in {name}'s log",
+                                f"{len(errors)} lines, in {server.log}, kept with --keep"):
+                show_errors(errors)
+        skipped = sum(server.text().count(SKIPPED) for server in servers)
+        deliveries = sandbox_call(story.url, "/_sandbox/state")["deliveries"]
+        print(f"two servers: {len(logs)} syncs started (sync log rows), {skipped} runs skipped "
+              f"for the lock, contacts per client min {min(per_client, default=0)} / max "
+              f"{max(per_client, default=0)} (goal exactly 1)", flush=True)
+        print(f"two servers, detail: runs {dict(Counter(log[4] for log in logs))} ended "
+              f"{dict(states)}; cron jobs ended in server 1 / 2: sync "
+              f"{servers[0].job_ends(SYNC_CRON)} / {servers[1].job_ends(SYNC_CRON)}, work "
+              f"{servers[0].job_ends(WORK_CRON)} / {servers[1].job_ends(WORK_CRON)}; Sync now "
+              f"asked {asks[0]} / {asks[1]} (+{settle} to settle); {made} sandbox changes "
+              f"{dict(changes)}, {sum(1 for d in deliveries if d.get('status') == 200)} of "
+              f"{len(deliveries)} webhooks answered 200; {len(per_client)} active clients",
+              flush=True)
+    finally:
+        if db:
+            db.close()
+        second.stop()
+        story.close()
+
+
 def soak(odoo, db_name, seconds):
     """The story's setup, then `seconds` of webhook traffic, Sync now and edits; prints counts."""
     story = Story(odoo, db_name)
@@ -981,7 +1212,8 @@ def checks_main(args, odoo, work):
     checks = Checks()
     db_kill, db_race, db_revoke, db_story = (args.db, args.db + "_race", args.db + "_revoke",
                                              args.db + "_story")
-    made = [db_race, db_revoke, db_story]
+    db_neutral, db_two = args.db + "_neutral", args.db + "_two"
+    made = [db_race, db_revoke, db_story, db_neutral, db_two]
     start = time.monotonic()
     sandbox, url = start_sandbox()
     try:
@@ -990,6 +1222,7 @@ def checks_main(args, odoo, work):
             odoo.install(db_kill)
         checks.check(module_state(db_kill) == "installed", f"{MODULE} is installed in {db_kill}")
         odoo.copydb(db_kill, db_story)  # the fresh install, for the prefork story
+        odoo.copydb(db_kill, db_two)  # and for the two servers
         process, log = odoo.shell(db_kill, CONNECT.format(url=url, module=MODULE), "connect")
         code, output = wait(process, log)
         connected = marker(output, "FAULTS_CONNECTED")
@@ -1009,10 +1242,16 @@ def checks_main(args, odoo, work):
                     checks.check(False, f"{scenario.__name__} ran to the end",
                                  f"{type(error).__name__}: {error}")
         stop_sandbox(sandbox)
-        try:
-            prefork_story(checks, odoo, db_story)
-        except Exception as error:  # noqa: BLE001 - report it as a failed check
-            checks.check(False, "prefork_story ran to the end", f"{type(error).__name__}: {error}")
+        later = [(prefork_story, db_story)]
+        if connected:
+            later.append((neutralized_copy, db_kill, db_neutral))
+        later.append((two_servers, db_two))
+        for scenario, *extra in later:
+            try:
+                scenario(checks, odoo, *extra)
+            except Exception as error:  # noqa: BLE001 - report it as a failed check
+                checks.check(False, f"{scenario.__name__} ran to the end",
+                             f"{type(error).__name__}: {error}")
     finally:
         stop_sandbox(sandbox)
         if not args.keep:
