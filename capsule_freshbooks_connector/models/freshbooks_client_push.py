@@ -128,7 +128,8 @@ class FreshbooksClientPush(models.AbstractModel):
             # Linked before Odoo kept what it sent: what FreshBooks has now stands for it.
             before = self.env["freshbooks.client.sync"]._freshbooks_fields(
                 fb.get_client(account.fb_account_id, ref))
-        data = self.env["freshbooks.mapping"]._client_values(partner)
+        data = self.env["freshbooks.mapping"]._client_values(
+            partner, self.env["freshbooks.client.sync"]._address_lookup())
         changes = changed_fields(data, before)
         if changes:
             fb.update_client(account.fb_account_id, ref, changes)
@@ -147,7 +148,8 @@ class FreshbooksClientPush(models.AbstractModel):
             Sync._commit()  # the link is never lost
             partner.freshbooks_sent_values = Clients._freshbooks_fields(existing)
             return self._update_client(account, fb, partner)
-        data = self.env["freshbooks.mapping"]._client_values(partner)
+        data = self.env["freshbooks.mapping"]._client_values(
+            partner, self.env["freshbooks.client.sync"]._address_lookup())
         try:
             created = fb.create_client(account.fb_account_id, {k: v for k, v in data.items() if v})
         except ValidationError as error:

@@ -136,12 +136,14 @@ class FreshbooksClientSync(models.AbstractModel):
     def _link(self, account, partner, record):
         """Link an existing contact and fill only its empty fields; returns the chatter note."""
         partner = partner.with_context(freshbooks_no_push=True, tracking_disable=True)
-        values = self.env["freshbooks.mapping"]._partner_values(record, self._address_lookup())
+        Mapping, lookup = self.env["freshbooks.mapping"], self._address_lookup()
+        values = Mapping._partner_values(record, lookup)
         filled = {k: v for k, v in values.items()
                   if k not in ("name", "is_company") and not partner[k]}
-        partner.write(dict(filled, **self._link_values(account, record.client_id)))
         # Odoo's own values stay Odoo's: only a later edit sends them.
-        partner.freshbooks_sent_values = self.env["freshbooks.mapping"]._client_values(partner)
+        sent = lookup.client_fields(dict(Mapping._pushed_values(partner), **filled))
+        partner.write(dict(filled, freshbooks_sent_values=sent,
+                           **self._link_values(account, record.client_id)))
         body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
         if filled:
             labels = ", ".join(partner._fields[k].string for k in filled)

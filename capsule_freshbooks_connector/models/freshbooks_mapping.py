@@ -201,6 +201,7 @@ class AddressLookup:
             if code in self.countries:
                 self.countries.setdefault(alias, self.countries[code])
         self.states = {}
+        self.state_names = {}
 
     def country(self, text):
         return self.countries.get(name_key(text))
@@ -212,13 +213,17 @@ class AddressLookup:
                     lang="en_US").search_read([("country_id", "=", country_id)], ["code", "name"]):
                 states.setdefault(name_key(state["code"]), state["id"])
                 states.setdefault(name_key(state["name"]), state["id"])
+                self.state_names[state["id"]] = state["name"]
         return self.states[country_id].get(name_key(text))
 
     def client_fields(self, values):
         """client_fields() of res.partner values, with the names of their country and state."""
         state_id = values.get("state_id")
-        province = state_id and self.env["res.country.state"].sudo().browse(state_id).name
-        return client_fields(values, self.country_names.get(values.get("country_id")), province)
+        if state_id and state_id not in self.state_names:
+            self.state_names[state_id] = self.env["res.country.state"].sudo().with_context(
+                lang="en_US").browse(state_id).name
+        return client_fields(values, self.country_names.get(values.get("country_id")),
+                             self.state_names.get(state_id))
 
 
 class FreshbooksMapping(models.AbstractModel):
@@ -250,13 +255,15 @@ class FreshbooksMapping(models.AbstractModel):
         return values
 
     @api.model
-    def _client_values(self, partner):
+    def _client_values(self, partner, lookup=None):
         """FreshBooks client fields for an Odoo contact, as they are now."""
-        values = {name: partner[name] for name in (
-            "name", "is_company", "email", "phone", "mobile", "street", "street2", "city", "zip",
-            "vat")}
-        return client_fields(values, partner.country_id.with_context(lang="en_US").name,
-                             partner.state_id.name)
+        return (lookup or AddressLookup(self.env)).client_fields(self._pushed_values(partner))
+
+    @api.model
+    def _pushed_values(self, partner):
+        """The contact's values that make its FreshBooks fields (client_fields)."""
+        values = {name: partner[name] for name in PUSHED_FIELDS - {"state_id", "country_id"}}
+        return dict(values, state_id=partner.state_id.id, country_id=partner.country_id.id)
 
     @api.model
     def _freshbooks_fields(self, raw, lookup=None):
