@@ -26,7 +26,7 @@ class FreshbooksPayment(models.Model):
     payment_type = fields.Char("Type", help="How it was paid, as FreshBooks says it (Check, "
                                             "Credit Card, Cash, Bank Transfer...).")
     invoice_ref = fields.Char("FreshBooks invoice ID", index=True)
-    invoice_id = fields.Many2one("freshbooks.invoice", "Invoice", compute="_compute_invoice_id")
+    invoice_id = fields.Many2one("freshbooks.invoice", compute="_compute_invoice_id")
     note = fields.Text()
 
     _sql_constraints = [("payment_uniq", "unique(account_id, payment_ref)",

@@ -15,7 +15,7 @@ class FreshbooksReview(models.Model):
         [("match", "Name matches several contacts"), ("add", "FreshBooks refused a new client")],
         default="match", required=True)
     client_ref = fields.Char("FreshBooks client ID")
-    name = fields.Char("Name", required=True)
+    name = fields.Char(required=True)
     client_data = fields.Json()
     # "add": the contact FreshBooks refused, FreshBooks' reason, and its clients with that email.
     contact_id = fields.Many2one("res.partner", "Odoo contact", ondelete="cascade", index=True)
