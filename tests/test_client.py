@@ -381,6 +381,22 @@ def test_iter_pages_yields_whole_pages_lazily(api, fb):
     assert [dict(query(call))["page"] for call in api.calls] == ["1", "2"]
 
 
+def test_iter_pages_records_freshbooks_totals(api, fb):
+    answer = page_of("payments", [{"id": 1}], 1, 2)
+    answer["response"]["result"]["total"] = 101
+    api.get(PAYMENTS, json=answer)
+    api.get(PAYMENTS, json=page_of("payments", [{"id": 2}], 2, 2))
+    api.get(INVOICES, json={"response": {"result": {"invoices": [], "page": 1, "pages": 0}}})
+    pages = fb.iter_pages(ACCOUNT, "payments")
+    assert fb.totals == {}
+    next(pages)
+    assert fb.totals == {"payments": 101}, "known when the page is handed over"
+    list(pages)
+    assert fb.totals == {"payments": 0}, "the latest answer counts"
+    assert list(fb.iter_pages(ACCOUNT, "invoices")) == []
+    assert "invoices" not in fb.totals, "no total in the answer, none recorded"
+
+
 def test_iter_pages_of_the_payments_sample(api, fb, fixture):
     api.get(PAYMENTS, json=fixture("list_payments_response.json"))
     pages = list(fb.iter_pages(ACCOUNT, "payments"))

@@ -178,6 +178,8 @@ class Transport:
         self.max_pages = max_pages
         # Listings cut short by max_pages: a caller must not take them as complete.
         self.truncated = []
+        # FreshBooks' count of each listing's objects (its `total`), as of its latest page.
+        self.totals = {}
         self.session = requests.Session()  # one connection pool for all calls
         self.request_count = 0
         self._last_request_at = None
@@ -204,6 +206,9 @@ class Transport:
             if not isinstance(items, list):
                 raise MalformedResponseError(f"The answer holds no list of {key}.",
                                              summary=MalformedResponseError.summary)
+            total = _int(result.get("total"))
+            if total is not None and total >= 0:
+                self.totals[key] = total
             if items:
                 yield items
             pages = _int(result.get("pages"))
