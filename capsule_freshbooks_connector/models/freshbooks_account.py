@@ -67,6 +67,9 @@ class FreshbooksAccount(models.Model):
         [("running", "Running"), ("done", "Done"), ("partial", "Done with errors"),
          ("failed", "Failed")], compute="_compute_sync_status")
     last_sync_message = fields.Char(compute="_compute_sync_status")
+    last_sync_progress = fields.Char(
+        compute="_compute_sync_status",
+        help="What the running sync has read so far, of what FreshBooks has.")
     last_success_start = fields.Datetime(
         compute="_compute_sync_status",
         help="Start of the last complete sync: the next one asks for changes since then.")
@@ -104,6 +107,7 @@ class FreshbooksAccount(models.Model):
             account.last_sync_end = last.end
             account.last_sync_state = last.state
             account.last_sync_message = last and (last.message or last._summary())
+            account.last_sync_progress = last.state == "running" and last.progress_text
             account.last_success_start = Log.search(
                 done + [("kind", "in", ("full", "incremental"))], limit=1).start
             account.last_full_sync = Log.search(done + [("kind", "=", "full")], limit=1).start

@@ -26,6 +26,10 @@ class FreshbooksClientSync(models.AbstractModel):
     _fb_counters = ("created", "linked", "held", "skipped", "updated", "pushed")
 
     @api.model
+    def _fb_plural(self):
+        return self.env._("Clients")
+
+    @api.model
     def _partners(self):
         return self.env["res.partner"].sudo().with_context(
             active_test=False, freshbooks_no_push=True, tracking_disable=True,

@@ -32,6 +32,10 @@ class FreshbooksEstimate(models.Model):
                          "This FreshBooks estimate is already here.")]
 
     @api.model
+    def _fb_plural(self):
+        return self.env._("Estimates")
+
+    @api.model
     def _fb_values(self, raw):
         status = raw.get("ui_status") or STATUS_BY_CODE.get(raw.get("status"), "")
         return {

@@ -37,6 +37,10 @@ class FreshbooksInvoice(models.Model):
     _sql_constraints = [("invoice_uniq", "unique(account_id, invoice_ref)",
                          "This FreshBooks invoice is already here.")]
 
+    @api.model
+    def _fb_plural(self):
+        return self.env._("Invoices")
+
     @api.depends("status", "due_date", "outstanding")
     def _compute_is_overdue(self):
         today = fields.Date.context_today(self)

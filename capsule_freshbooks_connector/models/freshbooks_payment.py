@@ -32,6 +32,10 @@ class FreshbooksPayment(models.Model):
     _sql_constraints = [("payment_uniq", "unique(account_id, payment_ref)",
                          "This FreshBooks payment is already here.")]
 
+    @api.model
+    def _fb_plural(self):
+        return self.env._("Payments")
+
     @api.depends("account_id", "invoice_ref")
     def _compute_invoice_id(self):
         invoices = {(i.account_id.id, i.invoice_ref): i for i in self.env["freshbooks.invoice"].search(

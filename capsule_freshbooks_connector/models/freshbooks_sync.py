@@ -252,11 +252,15 @@ class FreshbooksSync(models.AbstractModel):
                                newest_first=bool(since))
         if since:
             pages = self._unseen(pages, since)
-        seen = set()
+        seen, done = set(), 0
         for page in pages:
             with self.env.cr.savepoint():
                 seen |= model._fb_store_page(account, page, log)
+            done += len(page)
+            log._progress(model._fb_type, done, fb.totals.get(model._fb_resource))
             self._commit()
+        if not done:
+            log._progress(model._fb_type, 0, fb.totals.get(model._fb_resource))
         if not since and self._listed_whole(fb, model._fb_resource, log):
             model._fb_forget_unseen(account, seen, log)
             self._commit()

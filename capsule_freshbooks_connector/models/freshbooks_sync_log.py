@@ -1,4 +1,9 @@
-from odoo import fields, models
+from odoo import api, fields, models
+from odoo.tools.misc import formatLang
+
+ADMIN_GROUP = "base.group_system"
+# The bus notification the settings block and the log form listen to.
+PROGRESS_NOTIFICATION = "freshbooks_progress"
 
 
 class FreshbooksSyncLog(models.Model):
@@ -25,9 +30,45 @@ class FreshbooksSyncLog(models.Model):
     # Each synced type adds its own counters (freshbooks.synced._fb_counters).
     failed = fields.Integer()
     line_ids = fields.One2many("freshbooks.sync.log.line", "log_id", string="Details")
+    # {type: [read so far, FreshBooks' total or None]}, written by the run once per page.
+    progress = fields.Json(copy=False)
+    progress_text = fields.Char("Progress", compute="_compute_progress_text")
     webhook_note = fields.Char(
         "FreshBooks webhooks unavailable",
         help="Why this run gave up FreshBooks webhooks; Sync now tries them again.")
+
+    @api.depends("progress")
+    def _compute_progress_text(self):
+        types = self.env["freshbooks.synced"]._fb_types()
+        for log in self:
+            parts = []
+            for kind, model in types.items():
+                done, total = (log.progress or {}).get(kind) or (None, None)
+                if done is None:
+                    continue
+                read = formatLang(self.env, done, digits=0)
+                parts.append(f"{model._fb_plural()} {read}" if total is None else
+                             f"{model._fb_plural()} {read} / {formatLang(self.env, total, digits=0)}")
+            log.progress_text = " · ".join(parts)
+
+    def _progress(self, kind, done, total=None):
+        """A page of `kind` was read: `done` objects so far, of FreshBooks' `total`. Seen by
+        the settings block and the log form at once (the bus), and by anyone after the commit."""
+        self.ensure_one()
+        self.progress = dict(self.progress or {}, **{kind: [done, total]})
+        self._notify_progress(self.progress_text)
+
+    def _notify_progress(self, text):
+        """Tell the Settings administrators of the company, on their own channel (their
+        partner's), how the run goes; the bus sends it when the transaction commits."""
+        if self.kind == "review":
+            return  # not a sync: the settings block does not show it
+        admins = self.env.ref(ADMIN_GROUP).sudo().users.filtered(
+            lambda user: self.company_id in user.company_ids)
+        payload = {"account_id": self.account_id.id, "log_id": self.id, "state": self.state,
+                   "text": text}
+        for partner in admins.partner_id:
+            self.env["bus.bus"]._sendone(partner, PROGRESS_NOTIFICATION, payload)
 
     def _count(self, key, n=1):
         self.ensure_one()
@@ -48,6 +89,12 @@ class FreshbooksSyncLog(models.Model):
         state = "failed" if failed else ("partial" if self.failed else "done")
         self.write({"end": fields.Datetime.now(), "state": state,
                     "requests": self.requests + requests, "message": message})
+        self._notify_progress(self._status_text())
+
+    def _status_text(self):
+        """How the run ended, as the settings block shows it live: its state and summary."""
+        state = dict(self._fields["state"]._description_selection(self.env))[self.state]
+        return f"{state}: {self.message or self._summary()}"
 
     def _summary(self):
         keys = [*self.env["freshbooks.synced"]._fb_counter_fields(), "failed"]

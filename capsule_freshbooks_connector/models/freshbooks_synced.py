@@ -46,6 +46,11 @@ class FreshbooksSynced(models.AbstractModel):
         return [f"{kind}.{verb}" for kind in self._fb_types() for verb in VERBS]
 
     @api.model
+    def _fb_plural(self):
+        """The type's name in the sync log's progress ("Clients 1,200 / 9,774")."""
+        return self._fb_resource.capitalize()
+
+    @api.model
     def _fb_counter_fields(self):
         return [name for model in self._fb_types().values() for name in model._fb_counters]
 

@@ -28,6 +28,8 @@ class ResConfigSettings(models.TransientModel):
         related="freshbooks_account_id.last_sync_state", groups=ADMIN_GROUP)
     freshbooks_last_sync_message = fields.Char(
         related="freshbooks_account_id.last_sync_message", groups=ADMIN_GROUP)
+    freshbooks_last_sync_progress = fields.Char(
+        related="freshbooks_account_id.last_sync_progress", groups=ADMIN_GROUP)
     freshbooks_webhook_state = fields.Selection(
         related="freshbooks_account_id.webhook_state", groups=ADMIN_GROUP)
     freshbooks_webhook_message = fields.Char(

@@ -1,0 +1,58 @@
+import json
+from unittest.mock import patch
+
+from odoo.tests import new_test_user, tagged
+
+from ..models.freshbooks_sync_log import FreshbooksSyncLog
+from .common import FreshbooksCase
+
+
+@tagged("post_install", "-at_install")
+class TestProgress(FreshbooksCase):
+    """A run says how far it got, page by page, with FreshBooks' totals, live on the bus."""
+
+    def notifications(self):
+        """The progress notifications sent so far (the bus writes them when committing)."""
+        self.env.cr.precommit.run()
+        rows = self.env["bus.bus"].search_read([("message", "like", "freshbooks_progress")],
+                                               ["channel", "message"], order="id")
+        return [(json.loads(row["channel"])[1:], json.loads(row["message"])["payload"])
+                for row in rows]
+
+    def test_a_sync_shows_progress_per_page_then_its_summary(self):
+        clients = [self.sandbox.add_client(organization=f"Client {n}") for n in range(250)]
+        self.sandbox.add_invoice(clients[0]["id"])
+        clerk = new_test_user(self.env, login="clerk", groups="base.group_user")
+        pages = []
+        progress = FreshbooksSyncLog._progress
+
+        def spy(log, kind, done, total=None):
+            progress(log, kind, done, total)
+            pages.append((kind, done, total, log.progress_text, log.account_id.last_sync_progress))
+
+        before = len(self.notifications())
+        with patch.object(FreshbooksSyncLog, "_progress", spy):
+            log = self.sync(full=True)
+
+        client_pages = [page for page in pages if page[0] == "client"]
+        self.assertEqual([page[1:3] for page in client_pages], [(100, 250), (200, 250), (250, 250)])
+        self.assertEqual(client_pages[0][3], "Clients 100 / 250")
+        self.assertEqual(client_pages[0][4], "Clients 100 / 250",
+                         "the settings block reads the running log's progress")
+        self.assertIn("Clients 250 / 250 · Invoices 1 / 1", [page[3] for page in pages])
+        self.assertEqual(log.state, "done")
+        self.assertTrue(log.progress_text.startswith("Clients 250 / 250 · Invoices 1 / 1"),
+                        log.progress_text)
+        self.assertFalse(self.account.last_sync_progress, "shown only while the run runs")
+
+        sent = self.notifications()[before:]
+        admin = self.env.ref("base.user_admin").partner_id
+        mine = [payload for channel, payload in sent if channel == ["res.partner", admin.id]]
+        # One per page or empty listing, and one at the end.
+        self.assertEqual(len(mine), len(pages) + 1)
+        self.assertNotIn(["res.partner", clerk.partner_id.id], [c for c, _p in sent],
+                         "only Settings administrators are told")
+        self.assertEqual(mine[0], {"account_id": self.account.id, "log_id": log.id,
+                                   "state": "running", "text": "Clients 100 / 250"})
+        self.assertEqual(mine[-1], {"account_id": self.account.id, "log_id": log.id,
+                                    "state": "done", "text": f"Done: {log._summary()}"})
