@@ -7,7 +7,7 @@
     "author": "Capsule",
     "website": "https://github.com/capsule/capsule_freshbooks_connector",
     "license": "LGPL-3",
-    "depends": ["base_setup", "contacts", "sales_team", "mail"],
+    "depends": ["base_setup", "bus", "contacts", "sales_team", "mail"],
     "external_dependencies": {"python": ["requests"]},
     "data": [
         "security/freshbooks_security.xml",
@@ -25,6 +25,9 @@
         "views/freshbooks_templates.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "capsule_freshbooks_connector/static/src/**/*",
+        ],
         "web.assets_tests": [
             "capsule_freshbooks_connector/static/tests/tours/*.js",
         ],

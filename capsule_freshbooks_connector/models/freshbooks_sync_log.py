@@ -31,7 +31,7 @@ class FreshbooksSyncLog(models.Model):
     failed = fields.Integer()
     line_ids = fields.One2many("freshbooks.sync.log.line", "log_id", string="Details")
     # {type: [read so far, FreshBooks' total or None]}, written by the run once per page.
-    progress = fields.Json(copy=False)
+    progress = fields.Json("Progress per type", copy=False)
     progress_text = fields.Char("Progress", compute="_compute_progress_text")
     webhook_note = fields.Char(
         "FreshBooks webhooks unavailable",

@@ -12,3 +12,4 @@ from . import test_webhook_flood_http
 from . import test_connect_http
 from . import test_invoices_tour
 from . import test_progress
+from . import test_progress_tour

@@ -84,3 +84,20 @@ registry.category("web_tour.tours").add("freshbooks_invoices_tour", {
         },
     ],
 });
+
+// Settings > Integrations > FreshBooks while a sync runs: its progress, then its summary, appear
+// under "Last sync" as the run reports them (the bus), without reloading the page.
+registry.category("web_tour.tours").add("freshbooks_progress_tour", {
+    url: "/odoo/settings",
+    steps: () => [
+        {
+            content: "Connected: Sync now",
+            trigger: "div[name='freshbooks_buttons'] button[name='action_freshbooks_sync_now']",
+            run: "click",
+        },
+        {
+            content: "The run's summary arrives live under Last sync",
+            trigger: "div[name='freshbooks_last_sync_progress'] .o_freshbooks_progress:contains('Done: 3 created')",
+        },
+    ],
+});
