@@ -106,7 +106,7 @@ class FreshbooksAccount(models.Model):
             account.last_sync_start = last.start
             account.last_sync_end = last.end
             account.last_sync_state = last.state
-            account.last_sync_message = last and (last.message or last._summary())
+            account.last_sync_message = bool(last) and (last.message or last._summary())
             account.last_sync_progress = last.state == "running" and last.progress_text
             account.last_success_start = Log.search(
                 done + [("kind", "in", ("full", "incremental"))], limit=1).start

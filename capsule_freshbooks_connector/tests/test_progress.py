@@ -19,6 +19,10 @@ class TestProgress(FreshbooksCase):
         return [(json.loads(row["channel"])[1:], json.loads(row["message"])["payload"])
                 for row in rows]
 
+    def test_before_any_sync_the_block_says_nothing(self):
+        self.assertFalse(self.account.last_sync_message)
+        self.assertFalse(self.account.last_sync_progress)
+
     def test_a_sync_shows_progress_per_page_then_its_summary(self):
         clients = [self.sandbox.add_client(organization=f"Client {n}") for n in range(250)]
         self.sandbox.add_invoice(clients[0]["id"])
