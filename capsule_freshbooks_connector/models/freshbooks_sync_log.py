@@ -94,7 +94,8 @@ class FreshbooksSyncLog(models.Model):
     def _status_text(self):
         """How the run ended, as the settings block shows it live: its state and summary."""
         state = dict(self._fields["state"]._description_selection(self.env))[self.state]
-        return f"{state}: {self.message or self._summary()}"
+        return self.env._("%(state)s: %(summary)s", state=state,
+                          summary=self.message or self._summary())
 
     def _summary(self):
         keys = [*self.env["freshbooks.synced"]._fb_counter_fields(), "failed"]

@@ -99,5 +99,18 @@ registry.category("web_tour.tours").add("freshbooks_progress_tour", {
             content: "The run's summary arrives live under Last sync",
             trigger: "div[name='freshbooks_last_sync_progress'] .o_freshbooks_progress:contains('Done: 3 created')",
         },
+        {
+            content: "The sync log",
+            trigger: "div[name='freshbooks_buttons'] a:contains('Sync log')",
+            run: "click",
+        },
+        {
+            trigger: ".o_list_view .o_data_row:first td[name='state']:contains('Done')",
+            run: "click",
+        },
+        {
+            content: "The run's log keeps what it read of what FreshBooks had",
+            trigger: ".o_form_view div[name='progress_text'] .o_freshbooks_progress:contains('Clients 3 / 3')",
+        },
     ],
 });
