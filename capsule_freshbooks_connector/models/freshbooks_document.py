@@ -116,8 +116,9 @@ class FreshbooksDocument(models.AbstractModel):
             names = list(next(iter(rows.values())))
             columns = ["account_id", "company_id", self._fb_ref_field, *names,
                        "create_uid", "write_uid"]
-            values = [(account.id, account.company_id.id, ref,
-                       *(row[name] for name in names), self.env.uid, self.env.uid)
+            # Read once, not per row (each is an ORM field read).
+            account_id, company_id, uid = account.id, account.company_id.id, self.env.uid
+            values = [(account_id, company_id, ref, *(row[name] for name in names), uid, uid)
                       for ref, row in rows.items()]
             # The contact is found in the same statement (linked clients, active or not): no
             # query of its own per page.
