@@ -124,6 +124,10 @@ class FreshbooksClientSync(models.AbstractModel):
         partners = self._partners().with_context(active_test=True).search([
             ("freshbooks_name_key", "in", list(keys)), ("freshbooks_client_id", "=", False),
             ("parent_id", "=", False), ("company_id", "in", [False, account.company_id.id])])
+        # Read once for the page: linking writes each contact alone, and res.partner's write
+        # reads its children and users (a query each per contact otherwise).
+        partners.mapped("child_ids")
+        partners.mapped("user_ids")
         result = {}
         for partner in partners:
             key = (partner.freshbooks_name_key, partner.is_company)
