@@ -35,10 +35,11 @@ def sandbox_requests(url):
     return sandbox_get(url, "/_sandbox/state")["total_requests"]
 
 
-def start_sandbox(port, clients, invoices, seed):
+def start_sandbox(port, clients, invoices, seed, latency_ms):
     process = subprocess.Popen(  # noqa: S603 - our own script
         [sys.executable, str(ROOT / "dev/sandbox/freshbooks_sandbox.py"), "--port", str(port),
-         "--clients", str(clients), "--invoices", str(invoices), "--seed", str(seed)],
+         "--clients", str(clients), "--invoices", str(invoices), "--seed", str(seed),
+         "--latency-ms", str(latency_ms)],
         stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     if "http://" not in line:
@@ -206,10 +207,13 @@ def main():
     parser.add_argument("--db", default="freshbooks_bench")
     parser.add_argument("--addons-path", required=True)
     parser.add_argument("--profile", help="write a cProfile of the initial sync to this file")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="the sandbox waits this long before each answer, as a remote "
+                             "FreshBooks would (0: loopback speed)")
     args = parser.parse_args()
 
     n = args.clients
-    sandbox, url = start_sandbox(free_port(), n, args.invoices, args.seed)
+    sandbox, url = start_sandbox(free_port(), n, args.invoices, args.seed, args.latency_ms)
     try:
         clients = sandbox_get(url, "/_sandbox/clients")["clients"]
         log(f"sandbox ready: {len(clients)} clients")
@@ -248,10 +252,12 @@ def main():
         sandbox.terminate()
 
     print(f"clients={n}")
+    print(f"latency_ms={args.latency_ms:g}")
     print(f"active_clients={active}")
     print(f"linked_contacts={linked}")
     print(f"clients_linked_twice={duplicates}")
     print(f"initial_sync_s={initial[0]:.2f}")
+    print(f"seconds_per_1000_clients={initial[0] / n * 1000:.2f}")
     print(f"initial_sync_requests={initial[1]}")
     print(f"initial_sync_queries={initial[2]}")
     print(f"peak_rss_mb={peak_rss_mb:.0f}")

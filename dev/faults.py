@@ -354,6 +354,15 @@ def check_contacts(checks, db, clients, label):
                        "AND name = ANY(%s)", [sorted(set(active.values()))])
     checks.check(orphans == 0, f"{label}: no unlinked contact carries an imported name",
                  f"{orphans}")
+    # Documents are listed by threads of their own, beside the contacts, and attached at the end.
+    for table, kind in (("freshbooks_invoice", "invoices"), ("freshbooks_payment", "payments"),
+                        ("freshbooks_estimate", "estimates")):
+        total, stray = db.rows(
+            f"SELECT count(*), count(*) FILTER (WHERE d.partner_id IS DISTINCT FROM p.id) "  # noqa: S608
+            f"FROM {table} d JOIN res_partner p ON p.freshbooks_account_id = d.account_id "
+            "AND p.freshbooks_client_id = d.client_ref")[0]
+        checks.check(stray == 0, f"{label}: the {kind} of linked clients are on their contacts "
+                     f"({total})", f"{stray} not")
     return len(active)
 
 

@@ -1034,18 +1034,15 @@ def test_hostile_seed_contents_survive_the_api():
         assert "&lt;script&gt;alert(1)&lt;/script&gt; Ltd" in page
 
 
-def test_seeding_10000_clients_and_paging_are_fast():
-    start = time.perf_counter()
+def test_10000_clients_are_seeded_and_listed_in_100_pages():
+    # How fast is dev/bench's to print (it seeds and lists this many): a timed assertion here
+    # only fails on a slower or busier machine.
     box = fbs.Sandbox(clients=10000, invoices=5, seed=1)
-    seeded = time.perf_counter() - start
-    assert seeded < 4, f"seeding took {seeded:.2f}s"
     with box:
         api = Api(box, box.issue_tokens()["access_token"])
-        start = time.perf_counter()
         clients = all_pages(api, accounting(box), "clients")
-        listed = time.perf_counter() - start
         assert len(clients) == len([c for c in box.clients() if c["vis_state"] != 1]) == 10000
-        assert listed / 100 < 0.05, f"{listed:.2f}s for 100 pages"
+        assert len({c["id"] for c in clients}) == 10000
 
 
 def test_seeded_payments_add_up_to_each_invoice_paid_amount():

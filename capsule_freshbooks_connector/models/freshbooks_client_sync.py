@@ -201,8 +201,11 @@ class FreshbooksClientSync(models.AbstractModel):
 
     @api.model
     def _attach_documents(self, account, partners):
+        # Types listed beside a run's contacts are attached all at once at its end.
+        later = self.env.context.get("freshbooks_attach_later") or ()
         for model in self._fb_types().values():
-            model._fb_attach(account, partners)
+            if model._name not in later:
+                model._fb_attach(account, partners)
 
     @api.model
     def _fb_forget_unseen(self, account, seen, log):

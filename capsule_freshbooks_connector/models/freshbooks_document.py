@@ -1,10 +1,10 @@
 """Read-only copies of a client's FreshBooks documents (invoices, payments, estimates)."""
 
+import json
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from psycopg2 import sql
-from psycopg2.extras import execute_values
 
 from odoo import api, fields, models
 
@@ -49,6 +49,11 @@ class FreshbooksDocument(models.AbstractModel):
 
     _fb_ref_field = None
     _fb_client_key = "customerid"
+    # Copies: who stored them and when says nothing (FreshBooks' own dates are kept), and those
+    # columns' foreign keys cost a first sync of 80,000 documents seconds of checks.
+    _log_access = False
+    # Documents only point at contacts: they are listed beside them (freshbooks.sync).
+    _fb_beside = True
 
     account_id = fields.Many2one("freshbooks.account", required=True, ondelete="cascade", index=True)
     company_id = fields.Many2one(related="account_id.company_id", store=True)
@@ -114,29 +119,28 @@ class FreshbooksDocument(models.AbstractModel):
         cr = self.env.cr
         if rows:
             names = list(next(iter(rows.values())))
-            columns = ["account_id", "company_id", self._fb_ref_field, *names,
-                       "create_uid", "write_uid"]
+            columns = ["account_id", "company_id", self._fb_ref_field, *names]
             # Read once, not per row (each is an ORM field read).
-            account_id, company_id, uid = account.id, account.company_id.id, self.env.uid
-            values = [(account_id, company_id, ref, *(row[name] for name in names), uid, uid)
-                      for ref, row in rows.items()]
-            # The contact is found in the same statement (linked clients, active or not): no
-            # query of its own per page.
+            fixed = {"account_id": account.id, "company_id": account.company_id.id}
+            # One JSON value per page, read back by PostgreSQL as rows of this table: far less
+            # work per row than a placeholder per value. The contact is found in the same
+            # statement (linked clients, active or not).
             query = sql.SQL(
-                "INSERT INTO {table} ({columns}, partner_id, create_date, write_date) "
-                "SELECT v.*, p.id, now() at time zone 'UTC', now() at time zone 'UTC' "
-                "FROM (VALUES %s) AS v ({columns}) LEFT JOIN res_partner p "
+                "INSERT INTO {table} ({columns}, partner_id) SELECT {values}, p.id "
+                "FROM json_populate_recordset(NULL::{table}, %s) AS v LEFT JOIN res_partner p "
                 "ON p.freshbooks_account_id = v.account_id AND p.freshbooks_client_id = v.client_ref "
                 "ON CONFLICT (account_id, {ref}) DO UPDATE SET {updates}").format(
                 table=sql.Identifier(self._table),
                 columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                values=sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(c)) for c in columns),
                 ref=sql.Identifier(self._fb_ref_field),
                 updates=sql.SQL(", ").join(
                     sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name))
-                    for name in ["partner_id", *names, "write_uid", "write_date"]))
-            template = "(" + ", ".join(self._fb_casts(columns)) + ")"
+                    for name in ["partner_id", *names]))
+            payload = json.dumps([dict(row, **fixed, **{self._fb_ref_field: ref})
+                                  for ref, row in rows.items()], default=str)
             self.env["res.partner"].flush_model(["freshbooks_account_id", "freshbooks_client_id"])
-            execute_values(cr._obj, query.as_string(cr._obj), values, template=template)
+            cr.execute(query.as_string(cr._obj), [payload])
         count = 0
         if removed:
             cr.execute(sql.SQL("DELETE FROM {} WHERE account_id = %s AND {} IN %s").format(
@@ -147,12 +151,6 @@ class FreshbooksDocument(models.AbstractModel):
             self.invalidate_model()
             self.env["res.partner"].invalidate_model()
         return len(rows), count
-
-    @api.model
-    def _fb_casts(self, columns):
-        """Placeholders typed as their columns: VALUES in a SELECT does not take the types of
-        the table it goes to (a NULL would be text)."""
-        return [f"%s::{self._fields[column].column_type[1]}" for column in columns]
 
     @api.model
     def _fb_forget_unseen(self, account, seen, log):
@@ -166,13 +164,29 @@ class FreshbooksDocument(models.AbstractModel):
         self._fb_store_page(account, [{"id": ref, "vis_state": 1}], log)
 
     @api.model
-    def _fb_attach(self, account, partners):
-        refs = {p.freshbooks_client_id: p.id for p in partners}
-        if not refs:
-            return
-        for document in self.search([("account_id", "=", account.id),
-                                     ("client_ref", "in", list(refs)), ("partner_id", "=", False)]):
-            document.partner_id = refs[document.client_ref]
+    def _fb_attach(self, account, partners=None):
+        """Documents of these contacts' clients (of any linked contact by default) that were
+        stored before their contact was linked."""
+        self.flush_model()
+        self.env["res.partner"].flush_model(["freshbooks_account_id", "freshbooks_client_id"])
+        query = sql.SQL(
+            "UPDATE {table} AS d SET partner_id = p.id FROM res_partner p "
+            "WHERE d.account_id = %s AND d.partner_id IS NULL AND p.freshbooks_account_id = "
+            "d.account_id AND p.freshbooks_client_id = d.client_ref").format(
+            table=sql.Identifier(self._table))
+        params = [account.id]
+        if partners is not None:
+            refs = tuple(ref for ref in partners.mapped("freshbooks_client_id") if ref)
+            if not refs:
+                return
+            # By the documents' client (indexed): not a scan of every unattached document.
+            query += sql.SQL(" AND d.client_ref IN %s")
+            params.append(refs)
+        cr = self.env.cr
+        cr.execute(query.as_string(cr._obj), params)
+        if cr.rowcount:
+            self.invalidate_model(["partner_id"])
+            self.env["res.partner"].invalidate_model()
 
     @api.model
     def _fb_refresh_partner(self, account, fb, partner):

@@ -52,10 +52,14 @@ class FreshbooksSyncLog(models.Model):
             log.progress_text = " · ".join(parts)
 
     def _progress(self, kind, done, total=None):
-        """A page of `kind` was read: `done` objects so far, of FreshBooks' `total`. Seen by
+        """Pages of `kind` were read: `done` objects so far, of FreshBooks' `total`. Seen by
         the settings block and the log form at once (the bus), and by anyone after the commit."""
+        self._progress_many({kind: [done, total]})
+
+    def _progress_many(self, progress):
+        """{kind: [done, total]} of several types at once: one notification."""
         self.ensure_one()
-        self.progress = dict(self.progress or {}, **{kind: [done, total]})
+        self.progress = dict(self.progress or {}, **progress)
         self._notify_progress(self.progress_text)
 
     def _notify_progress(self, text):

@@ -28,6 +28,9 @@ class FreshbooksSynced(models.AbstractModel):
     _fb_web_path = None
     # The sync log's counters of this type, in the order its summary says them.
     _fb_counters = ()
+    # Listed by a thread of its own, beside the contacts, in a run's listings: what only points
+    # at contacts, and is attached to them when both are stored.
+    _fb_beside = False
 
     @tools.ormcache()
     def _fb_type_models(self):
@@ -79,8 +82,9 @@ class FreshbooksSynced(models.AbstractModel):
         return False
 
     @api.model
-    def _fb_attach(self, account, partners):
-        """Copies that arrived before their client was linked find their contact."""
+    def _fb_attach(self, account, partners=None):
+        """Copies that arrived before their client was linked find their contact (these
+        contacts', or every linked contact's)."""
 
     @api.model
     def _fb_refresh_partner(self, account, fb, partner):

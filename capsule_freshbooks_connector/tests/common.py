@@ -8,6 +8,7 @@ from unittest.mock import patch
 
 from odoo.tests import TransactionCase
 
+from ..models import freshbooks_sync
 from ..models.freshbooks_account_tokens import FreshbooksAccountTokens
 from ..models.freshbooks_sync import FreshbooksSync
 
@@ -78,6 +79,9 @@ class OneTransaction:
         super().setUpClass()
         cls.startClassPatcher(patch.object(FreshbooksSync, "_commit", lambda self: None))
         cls.startClassPatcher(patch.object(FreshbooksSync, "_rollback", lambda self: None))
+        # Every page "committed" on its own: what a failed run did stays (nothing is rolled
+        # back here), so its counts must be in its log too.
+        cls.startClassPatcher(patch.object(freshbooks_sync, "COMMIT_INTERVAL", 0))
         refresh = FreshbooksAccountTokens._refresh_tokens_locked
 
         def flush_then_refresh(account, client):

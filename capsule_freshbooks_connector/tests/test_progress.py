@@ -3,8 +3,11 @@ from unittest.mock import patch
 
 from odoo.tests import new_test_user, tagged
 
+from ..models import freshbooks_sync
 from ..models.freshbooks_sync_log import FreshbooksSyncLog
 from .common import FreshbooksCase
+
+SYNC_MODULE = freshbooks_sync.__name__
 
 
 @tagged("post_install", "-at_install")
@@ -23,20 +26,27 @@ class TestProgress(FreshbooksCase):
         self.assertFalse(self.account.last_sync_message)
         self.assertFalse(self.account.last_sync_progress)
 
+    def spy_progress(self):
+        """Patches the log's progress reports; returns the list they are appended to."""
+        pages = []
+        progress = FreshbooksSyncLog._progress_many
+
+        def spy(log, reports):
+            progress(log, reports)
+            for kind, (done, total) in reports.items():
+                pages.append((kind, done, total, log.progress_text,
+                              log.account_id.last_sync_progress))
+
+        self.startPatcher(patch.object(FreshbooksSyncLog, "_progress_many", spy))
+        return pages
+
     def test_a_sync_shows_progress_per_page_then_its_summary(self):
         clients = [self.sandbox.add_client(organization=f"Client {n}") for n in range(250)]
         self.sandbox.add_invoice(clients[0]["id"])
         clerk = new_test_user(self.env, login="clerk", groups="base.group_user")
-        pages = []
-        progress = FreshbooksSyncLog._progress
-
-        def spy(log, kind, done, total=None):
-            progress(log, kind, done, total)
-            pages.append((kind, done, total, log.progress_text, log.account_id.last_sync_progress))
-
+        pages = self.spy_progress()
         before = len(self.notifications())
-        with patch.object(FreshbooksSyncLog, "_progress", spy):
-            log = self.sync(full=True)
+        log = self.sync(full=True)
 
         client_pages = [page for page in pages if page[0] == "client"]
         self.assertEqual([page[1:3] for page in client_pages], [(100, 250), (200, 250), (250, 250)])
@@ -60,3 +70,21 @@ class TestProgress(FreshbooksCase):
                                    "state": "running", "text": "Clients 100 / 250"})
         self.assertEqual(mine[-1], {"account_id": self.account.id, "log_id": log.id,
                                     "state": "done", "text": f"Done: {log._summary()}"})
+
+    def test_pages_are_committed_and_reported_together_at_most_once_a_second(self):
+        for n in range(250):
+            self.sandbox.add_client(organization=f"Client {n}")
+        pages = self.spy_progress()
+        self.startPatcher(patch(f"{SYNC_MODULE}.COMMIT_INTERVAL", 1))
+        clock = iter(range(0, 10000, 2))  # two seconds go by between two looks at the clock
+        with patch(f"{SYNC_MODULE}.time.monotonic", lambda: next(clock)):
+            self.sync(full=True)
+        client_pages = [page[1:3] for page in pages if page[0] == "client"]
+        self.assertEqual(client_pages, [(100, 250), (200, 250), (250, 250)],
+                         "each page when a second has gone by")
+
+        pages.clear()
+        with patch(f"{SYNC_MODULE}.time.monotonic", lambda: 0):
+            self.sync(full=True)
+        self.assertEqual([page[1:3] for page in pages if page[0] == "client"], [(250, 250)],
+                         "a fast listing is committed and reported once, at its end")

@@ -290,7 +290,8 @@ class TestRunsAlwaysEnd(FreshbooksCase):
             {"account_id": self.account.id, "kind": "full"})
         fb = self.account._get_client()
         fb.truncated.append("clients")  # as if FreshBooks had sent pages past the cap
-        self.Sync._sync_type(self.account, fb, self.env["freshbooks.client.sync"], None, log)
+        self.Sync._sync_type(self.account, fb, self.env["freshbooks.client.sync"], None, log,
+                             lambda: None)
         self.assertEqual(partner.freshbooks_state, "active", "not listed, yet not taken as deleted")
         self.assertIn("stopped there", log.line_ids.reason)
 
