@@ -363,7 +363,8 @@ class FreshbooksSync(models.AbstractModel):
     def _sync_type(self, account, fb, model, since, log, commit):
         """One type, page by page, stored and committed together at most once a second;
         everything (no `since`), or what changed since then. A complete listing of everything
-        also tells what FreshBooks no longer has. `log` takes the counts and progress."""
+        also tells what FreshBooks no longer has. `log` is the run's Tally: it takes the counts,
+        lines and progress, and `commit` writes them to the log."""
         pages = fb.iter_pages(account.fb_account_id, model._fb_resource,
                                updated_since=since and self._since(since),
                                newest_first=bool(since))

@@ -51,13 +51,10 @@ class FreshbooksSyncLog(models.Model):
                              f"{model._fb_plural()} {read} / {formatLang(self.env, total, digits=0)}")
             log.progress_text = " · ".join(parts)
 
-    def _progress(self, kind, done, total=None):
-        """Pages of `kind` were read: `done` objects so far, of FreshBooks' `total`. Seen by
-        the settings block and the log form at once (the bus), and by anyone after the commit."""
-        self._progress_many({kind: [done, total]})
-
     def _progress_many(self, progress):
-        """{kind: [done, total]} of several types at once: one notification."""
+        """{kind: [done, total]}: objects of each kind read so far, of FreshBooks' total, as a
+        run's Tally collected them. Seen by the settings block and the log form at once (the
+        bus, one notification), and by anyone after the commit."""
         self.ensure_one()
         self.progress = dict(self.progress or {}, **progress)
         self._notify_progress(self.progress_text)

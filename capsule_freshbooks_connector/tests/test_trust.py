@@ -13,7 +13,7 @@ from odoo.sql_db import Cursor
 from odoo.tests import tagged
 
 from ..freshbooks import AuthError, FreshBooksClient, MalformedResponseError, ServerError
-from ..models.freshbooks_sync import LOCK_NAMESPACE, FreshbooksSync
+from ..models.freshbooks_sync import LOCK_NAMESPACE, FreshbooksSync, Tally
 from .common import FreshbooksCase
 
 
@@ -290,8 +290,10 @@ class TestRunsAlwaysEnd(FreshbooksCase):
             {"account_id": self.account.id, "kind": "full"})
         fb = self.account._get_client()
         fb.truncated.append("clients")  # as if FreshBooks had sent pages past the cap
-        self.Sync._sync_type(self.account, fb, self.env["freshbooks.client.sync"], None, log,
-                             lambda: None)
+        tally = Tally()
+        self.Sync._sync_type(self.account, fb, self.env["freshbooks.client.sync"], None, tally,
+                             lambda: tally._apply(log))
+        tally._apply(log)  # the run's own last commit
         self.assertEqual(partner.freshbooks_state, "active", "not listed, yet not taken as deleted")
         self.assertIn("stopped there", log.line_ids.reason)
 
