@@ -42,13 +42,15 @@ class TestWebhooks(OneTransaction, HttpCase):
         """Register the callbacks and complete FreshBooks' handshake, as connect does."""
         Webhook = self.env["freshbooks.webhook"]
         Webhook._ensure(self.account, self.account._get_client(), self.new_log())
-        hooks = Webhook.search([("account_id", "=", self.account.id)])
-        self.assertEqual(len(hooks), len(self.env["freshbooks.synced"]._fb_events()))
-        self.assertEqual(self.account.webhook_state, "pending")
+        events = self.env["freshbooks.synced"]._fb_events()
         with self.account_writes() as writes:
-            # Wait on the sandbox, not the database: the server thread shares this test's cursor.
-            self.sandbox.wait_verifications(len(hooks), timeout=10)
+            # Wait on the sandbox, not the database: the server thread shares this test's cursor,
+            # and the sandbox's handshakes reach it while this thread would be querying.
+            self.sandbox.wait_verifications(len(events), timeout=10)
             self.env.invalidate_all()
+            hooks = Webhook.search([("account_id", "=", self.account.id)])
+            self.assertEqual(len(hooks), len(events))
+            self.assertEqual(self.account.webhook_state, "pending")
             self.assertTrue(all(hooks.sudo().mapped("pending_verifier")))
             self.assertFalse(any(hooks.sudo().mapped("verifier")), "not before FreshBooks confirms")
             # Post-commit work does not run under the test cursor: run it as the commit would.
