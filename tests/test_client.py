@@ -5,12 +5,14 @@ import email.utils
 import json
 import logging
 import socket
+import threading
 import time
 from datetime import date
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 import requests
+import responses
 from conftest import ACCESS_TOKEN, API, AUTH, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, REFRESH_TOKEN
 from freshbooks import (
     DEFAULT_SCOPES,
@@ -441,6 +443,79 @@ def test_iter_pages_stops_at_the_cap(api, make_client):
     api.get(ESTIMATES, json={"response": {"result": {"estimates": [{"id": n} for n in range(100)]}}})
     assert len(list(fb.iter_pages(ACCOUNT, "estimates"))) == 2
     assert fb.truncated == ["estimates"]
+
+
+def serve_pages(api, pages, answer=None):
+    """Payments pages 1..pages of 2 objects each, answered by their page number (requests asked
+    ahead arrive in any order); `answer(page, request)` may answer first. Returns what was seen:
+    the pages asked, the most requests in flight at once, and the tokens that came."""
+    seen = {"pages": [], "in_flight": 0, "most": 0, "tokens": []}
+    lock = threading.Lock()
+
+    def respond(request):
+        page = int(dict(parse_qsl(urlsplit(request.url).query))["page"])
+        with lock:
+            seen["pages"].append(page)
+            seen["tokens"].append(request.headers["Authorization"])
+            seen["in_flight"] += 1
+            seen["most"] = max(seen["most"], seen["in_flight"])
+        time.sleep(0.02 * (pages - page + 1))  # later pages answer sooner
+        with lock:
+            seen["in_flight"] -= 1
+        special = answer and answer(page, request)
+        if special:
+            return special
+        items = [{"id": page * 10}, {"id": page * 10 + 1}]
+        return 200, {}, json.dumps(page_of("payments", items, page, pages))
+
+    api.add_callback(responses.GET, PAYMENTS, callback=respond)
+    return seen
+
+
+def test_pages_asked_ahead_are_handed_over_in_order(api, fb):
+    seen = serve_pages(api, 7)
+    pages = list(fb.iter_pages(ACCOUNT, "payments", ahead=3))
+    assert [[p["id"] for p in page] for page in pages] == [
+        [n * 10, n * 10 + 1] for n in range(1, 8)]
+    assert sorted(seen["pages"]) == list(range(1, 8)), "each page asked once"
+    assert seen["most"] == 3, "three pages at once, never more"
+    assert fb.request_count == 7
+
+
+def test_a_page_asked_ahead_never_renews_the_token_itself(api, make_client):
+    renewals = []
+
+    def refresher(client):
+        renewals.append(threading.current_thread())
+        return TokenSet("access-token-two", REFRESH_TOKEN, time.time() + 3600)
+
+    fb = make_client(token_refresher=refresher)
+    seen = serve_pages(api, 4, lambda page, request: (
+        (401, {}, json.dumps({"errno": 1003, "message": "Unauthorized"}))
+        if page > 1 and request.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}" else None))
+    pages = list(fb.iter_pages(ACCOUNT, "payments", ahead=3))
+    assert len(pages) == 4
+    assert renewals == [threading.current_thread()], "renewed once, by the caller's thread"
+    assert seen["tokens"][-1] == "Bearer access-token-two"
+    assert sorted(set(seen["pages"])) == [1, 2, 3, 4]
+
+
+def test_an_error_on_a_page_asked_ahead_comes_in_its_turn(api, fb):
+    serve_pages(api, 5, lambda page, request: (
+        (400, {}, json.dumps({"response": {"errors": [
+            {"errno": 1001, "field": "page", "message": "Bad page."}]}})) if page == 3 else None))
+    pages = fb.iter_pages(ACCOUNT, "payments", ahead=3)
+    assert [page[0]["id"] for page in (next(pages), next(pages))] == [10, 20]
+    with pytest.raises(ValidationError):
+        next(pages)
+
+
+def test_pages_asked_ahead_stop_at_the_cap(api, make_client):
+    fb = make_client(max_pages=3)
+    seen = serve_pages(api, 10)
+    assert len(list(fb.iter_pages(ACCOUNT, "payments", ahead=4))) == 3
+    assert sorted(seen["pages"]) == [1, 2, 3], "nothing asked past the cap"
+    assert fb.truncated == ["payments"]
 
 
 def test_unknown_resource_is_refused_before_any_request(fb):

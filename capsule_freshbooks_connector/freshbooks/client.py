@@ -165,12 +165,14 @@ class FreshBooksClient(Transport):
                              f"{', '.join(ACCOUNTING_RESOURCES)}.")
         return f"{self.api_url}/accounting/account/{account_id}/{ACCOUNTING_RESOURCES[resource][0]}"
 
-    def iter_pages(self, account_id, resource, updated_since=None, newest_first=False, search=None):
+    def iter_pages(self, account_id, resource, updated_since=None, newest_first=False, search=None,
+                   ahead=1):
         """Every page (a list of objects, in FreshBooks' order) of a listing of `resource`.
 
         Lazy: nothing is requested until the first page is wanted; a bad argument fails at once.
         `search` adds `search[name]=value` filters; a list value repeats `search[name][]`, and a
-        None value is left out.
+        None value is left out. `ahead` pages may be asked at once (for a listing read whole:
+        a page asked ahead is a request made even if the caller stops before it).
         """
         params = [("sort", "updated_desc")] if newest_first else []
         if updated_since is not None:
@@ -180,7 +182,7 @@ class FreshBooksClient(Transport):
                 params.extend((f"search[{name}][]", _search_value(item)) for item in value)
             elif value is not None:
                 params.append((f"search[{name}]", _search_value(value)))
-        return self._pages(self._resource_url(account_id, resource), resource, params)
+        return self._pages(self._resource_url(account_id, resource), resource, params, ahead)
 
     def get(self, account_id, resource, object_id):
         """One object of `resource`, unwrapped from {"response": {"result": {"<key>": {...}}}}."""

@@ -7,7 +7,10 @@ import logging
 import random
 import re
 import socket
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -147,6 +150,11 @@ def _error_parts(data):
     return None
 
 
+class _RenewFirst(Exception):
+    """A page asked by a helper thread needs the token renewed: only the caller's thread
+    renews (its refresher may use the caller's database connection), so it asks again."""
+
+
 def _result(data):
     """The result object, with or without the {"response": {"result": ...}} wrappers."""
     if isinstance(data, dict) and isinstance(data.get("response"), dict):
@@ -161,7 +169,8 @@ def _result(data):
 
 class Transport:
     """Requests to FreshBooks as one connected user. Subclasses provide `refresh()`, the plain
-    token refresh used when no `token_refresher` is given. Not thread-safe: one per job."""
+    token refresh used when no `token_refresher` is given. One per job: only the pages a listing
+    asks ahead come from helper threads, and they never renew the token."""
 
     def __init__(self, api_url, tokens=None, token_refresher=None, timeout=(5, 30),
                  max_retries=4, backoff=0.5, max_retry_wait=60, min_interval=0.0, sleep=time.sleep,
@@ -183,6 +192,7 @@ class Transport:
         self.session = requests.Session()  # one connection pool for all calls
         self.request_count = 0
         self._last_request_at = None
+        self._lock = threading.Lock()  # the count and the pacing, shared with page helpers
 
     def _can_renew(self):
         return self.token_refresher is not None or bool(self.tokens and self.tokens.refresh_token)
@@ -196,40 +206,78 @@ class Transport:
             raise TypeError("token_refresher must return a TokenSet")
         self.tokens = tokens
 
-    def _pages(self, url, key, params):
-        """Each non-empty page of a listing, as a list; FreshBooks' `pages` may be 0 when empty."""
-        page = 1
-        while True:
-            result = _result(self._request(
-                "GET", url, params=[*params, ("page", page), ("per_page", PER_PAGE)]))
-            items = result.get(key)
-            if not isinstance(items, list):
-                raise MalformedResponseError(f"The answer holds no list of {key}.",
-                                             summary=MalformedResponseError.summary)
-            total = _int(result.get("total"))
-            if total is not None and total >= 0:
-                self.totals[key] = total
-            if items:
-                yield items
-            pages = _int(result.get("pages"))
-            # Without a page count, a short page is the last one.
-            if not items or (page >= pages if pages is not None else len(items) < PER_PAGE):
-                return
-            if page >= self.max_pages:
-                _logger.warning("FreshBooks listing of %s stopped after %s pages", key, page)
-                self.truncated.append(key)
-                return
-            page += 1
+    def _pages(self, url, key, params, ahead=1):
+        """Each non-empty page of a listing, as a list; FreshBooks' `pages` may be 0 when empty.
 
-    def _request(self, method, url, *, params=None, json=None, auth=True, timeout=None):
+        With `ahead` > 1, once the first answer gives the page count, up to that many pages are
+        asked at once by helper threads (each request waits on the network far longer than its
+        answer takes to read) and still handed over in order.
+        """
+        def fetch(page, renew=True):
+            return _result(self._request(
+                "GET", url, params=[*params, ("page", page), ("per_page", PER_PAGE)],
+                renew=renew))
+
+        # Pages asked ahead are consecutive, from the next one to hand over.
+        page, next_ask, pending = 1, 2, deque()
+        with ThreadPoolExecutor(max(ahead, 1), "freshbooks-page") as helpers:
+            try:
+                result = fetch(page)
+                while True:
+                    items = self._items(result, key)
+                    if items:
+                        yield items
+                    pages = _int(result.get("pages"))
+                    # Without a page count, a short page is the last one.
+                    if not items or (page >= pages if pages is not None else
+                                     len(items) < PER_PAGE):
+                        return
+                    if page >= self.max_pages:
+                        _logger.warning("FreshBooks listing of %s stopped after %s pages", key,
+                                        page)
+                        self.truncated.append(key)
+                        return
+                    page += 1
+                    if ahead > 1 and pages is not None:
+                        while next_ask <= min(pages, self.max_pages) and next_ask < page + ahead:
+                            pending.append(helpers.submit(fetch, next_ask, False))
+                            next_ask += 1
+                    if pending:
+                        try:
+                            result = pending.popleft().result()
+                        except _RenewFirst:
+                            result = fetch(page)
+                    else:
+                        result = fetch(page)
+                        next_ask = page + 1
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _items(self, result, key):
+        """A page's objects; FreshBooks' count of the listing is kept as of its latest page."""
+        items = result.get(key)
+        if not isinstance(items, list):
+            raise MalformedResponseError(f"The answer holds no list of {key}.",
+                                         summary=MalformedResponseError.summary)
+        total = _int(result.get("total"))
+        if total is not None and total >= 0:
+            self.totals[key] = total
+        return items
+
+    def _request(self, method, url, *, params=None, json=None, auth=True, timeout=None,
+                 renew=True):
         """Send one API call and return its JSON body, or raise a typed FreshBooksError.
 
         Bearer token, throttle, timeout, retries with backoff, and one token renewal on 401.
         `auth=False` is for the OAuth endpoints, which authenticate with the client secret.
+        `renew=False` (a page helper) raises _RenewFirst where a renewal is due instead.
         """
         path = urlsplit(url).path
         if auth and self.tokens and self._can_renew() and \
                 self.tokens.expires_at - time.time() < REFRESH_MARGIN:
+            if not renew:
+                raise _RenewFirst()
             self._renew()
         retryable = POST_RETRY_STATUSES if method == "POST" else RETRY_STATUSES
         attempt, renewed = 0, False
@@ -237,12 +285,13 @@ class Transport:
             headers = {"Accept": "application/json"}
             if auth and self.tokens:
                 headers["Authorization"] = f"Bearer {self.tokens.access_token}"
-            if self.min_interval and self._last_request_at is not None:
-                pause = self._last_request_at + self.min_interval - time.monotonic()
-                if pause > 0:
-                    self.sleep(pause)
-            self._last_request_at = time.monotonic()
-            self.request_count += 1
+            with self._lock:
+                if self.min_interval and self._last_request_at is not None:
+                    pause = self._last_request_at + self.min_interval - time.monotonic()
+                    if pause > 0:
+                        self.sleep(pause)
+                self._last_request_at = time.monotonic()
+                self.request_count += 1
             try:
                 response = self.session.request(method, url, params=params, json=json,
                                                 headers=headers, timeout=timeout or self.timeout)
@@ -265,6 +314,8 @@ class Transport:
             if status == 401 and auth and not renewed:
                 if not self._can_renew():
                     raise self._error(response, grant_invalid=True)
+                if not renew:
+                    raise _RenewFirst()
                 _logger.info("FreshBooks %s %s -> 401; renewing the token once", method, path)
                 self._renew()
                 renewed = True

@@ -32,6 +32,9 @@ QUEUE_BATCH = 200
 # sync of 90,000 objects spend a third of its time committing. A killed run loses at most this
 # much work, which the next run does again.
 COMMIT_INTERVAL = 1.0
+# A full listing asks this many pages at once: each waits on FreshBooks far longer than it takes
+# to store. Few, since FreshBooks asks to throttle full syncs (and 4 types are listed at once).
+PAGES_AHEAD = 3
 # A sync skipped because another run held the lock runs again this much later.
 RETRY_SKIPPED_SYNC = timedelta(minutes=1)
 # Advisory lock namespace of a run of an account: "FB" in ASCII.
@@ -367,7 +370,7 @@ class FreshbooksSync(models.AbstractModel):
         lines and progress, and `commit` writes them to the log."""
         pages = fb.iter_pages(account.fb_account_id, model._fb_resource,
                                updated_since=since and self._since(since),
-                               newest_first=bool(since))
+                               newest_first=bool(since), ahead=1 if since else PAGES_AHEAD)
         if since:
             pages = self._unseen(pages, since)
         seen, done, reported, committed = set(), 0, None, time.monotonic()
