@@ -77,6 +77,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE = "capsule_freshbooks_connector"
 SANDBOX = ROOT / "dev" / "sandbox" / "freshbooks_sandbox.py"
 CLIENTS, INVOICES, SEED, LATENCY_MS = 600, 1, 3, 15
+KILL_LATENCY_MS = 400  # a full listing asks 3 pages at once: 6 pages then take over a second
 LOCK_NAMESPACE = 0x4642  # freshbooks_sync.LOCK_NAMESPACE
 # Callbacks the add-on registers: create, update and delete of clients, invoices, payments and
 # estimates (freshbooks.synced._fb_events()).
@@ -366,10 +367,12 @@ def check_contacts(checks, db, clients, label):
     return len(active)
 
 
-def killed_in_the_middle(checks, odoo, db_name, clients):
+def killed_in_the_middle(checks, odoo, db_name, clients, url):
     print("-- a) a sync killed in the middle, then run again", flush=True)
     expected = sum(1 for c in clients if str(c.get("vis_state")) == "0")
     db = Database(db_name)
+    # A slow FreshBooks, so that the first commit (a second in) comes before the last page.
+    sandbox_call(url, "/_sandbox/faults", {"latency_ms": KILL_LATENCY_MS})
     try:
         process, log = odoo.shell(db_name, SYNC.format(ready="", go=""), "killed")
         seen, deadline = 0, time.time() + TIMEOUT
@@ -382,6 +385,7 @@ def killed_in_the_middle(checks, odoo, db_name, clients):
         if alive:
             process.send_signal(signal.SIGKILL)
         process.wait()
+        sandbox_call(url, "/_sandbox/faults", {"latency_ms": LATENCY_MS})
         checks.check(alive and 0 < seen < expected,
                      f"the sync was killed in the middle ({seen} of {expected} contacts linked)",
                      "" if alive else f"it ended first, exit code {process.returncode}: "
@@ -1245,7 +1249,7 @@ def checks_main(args, odoo, work):
             odoo.copydb(db_kill, db_revoke)
             clients = sandbox_clients(url)
             # The revocation goes last: it revokes the grant all three databases use.
-            for scenario, *extra in ((killed_in_the_middle, db_kill, clients),
+            for scenario, *extra in ((killed_in_the_middle, db_kill, clients, url),
                                      (two_at_once, db_race, clients, work),
                                      (revoked_during_sync, db_revoke, clients, url,
                                       int(connected[0]))):
