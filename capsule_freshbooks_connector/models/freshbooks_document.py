@@ -175,14 +175,18 @@ class FreshbooksDocument(models.AbstractModel):
             "d.account_id AND p.freshbooks_client_id = d.client_ref").format(
             table=sql.Identifier(self._table))
         params = [account.id]
-        if partners is not None:
+        cr = self.env.cr
+        if partners is None:
+            # After a first sync's bulk load, the table's statistics still say it is empty:
+            # PostgreSQL would then read every linked contact for each document to attach.
+            cr.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(self._table)).as_string(cr._obj))
+        else:
             refs = tuple(ref for ref in partners.mapped("freshbooks_client_id") if ref)
             if not refs:
                 return
             # By the documents' client (indexed): not a scan of every unattached document.
             query += sql.SQL(" AND d.client_ref IN %s")
             params.append(refs)
-        cr = self.env.cr
         cr.execute(query.as_string(cr._obj), params)
         if cr.rowcount:
             self.invalidate_model(["partner_id"])

@@ -18,9 +18,13 @@ class ResPartner(models.Model):
                               help="Empty: Unassigned, visible to every internal user.")
     freshbooks_client_id = fields.Char(
         "FreshBooks client ID", copy=False, index="btree_not_null", readonly=True)
+    # No index of its own: the unique (connection, client) index below serves lookups by
+    # connection. With one, PostgreSQL found each stored document's contact through it while
+    # its statistics still said no contact was linked (a first sync), reading every linked
+    # contact per document.
     freshbooks_account_id = fields.Many2one(
         "freshbooks.account", "FreshBooks connection", copy=False, readonly=True,
-        index="btree_not_null", ondelete="set null")
+        ondelete="set null")
     freshbooks_state = fields.Selection(
         [("active", "Active"), ("archived", "Archived in FreshBooks"),
          ("deleted", "Deleted in FreshBooks")], copy=False, readonly=True)

@@ -52,6 +52,29 @@ class TestPaymentsAndEstimates(FreshbooksCase):
         self.assertEqual(partner.freshbooks_payment_ids,
                          self.Payment.search([("partner_id", "=", partner.id)]))
 
+    def test_attaching_every_document_first_gives_postgresql_their_count(self):
+        # A first sync's documents are attached at its end in one statement; planned with the
+        # statistics of an empty table, it read every linked contact for each document.
+        self.sync()
+        Invoice = self.env["freshbooks.invoice"].sudo()
+        Invoice.search([]).write({"partner_id": False})
+        Invoice._fb_attach(self.account)
+        self.env.cr.execute("SELECT reltuples FROM pg_class WHERE relname = 'freshbooks_invoice'")
+        self.assertEqual(self.env.cr.fetchone()[0], Invoice.search_count([]))
+        self.assertEqual(Invoice.search_count([("partner_id", "=", False)]), 0,
+                         "every invoice is on its contact again")
+
+    def test_contacts_have_no_index_on_the_connection_alone(self):
+        # PostgreSQL took it to find each stored document's contact while its statistics still
+        # said no contact was linked, reading every linked contact per document.
+        self.env.cr.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'res_partner' "
+                            "AND indexdef LIKE '%%(freshbooks_account_id)%%'")
+        self.assertEqual(self.env.cr.fetchall(), [])
+        self.env.cr.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'res_partner' "
+                            "AND indexname = 'res_partner_freshbooks_client_uniq'")
+        self.assertIn("(freshbooks_account_id, freshbooks_client_id)", self.env.cr.fetchone()[0],
+                      "lookups by connection use the unique (connection, client) index")
+
     def test_later_runs_bring_changes_and_full_runs_drop_deletions(self):
         first = self.sync()
         first.start = datetime.now() - timedelta(minutes=10)
