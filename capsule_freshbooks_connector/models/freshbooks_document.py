@@ -164,9 +164,10 @@ class FreshbooksDocument(models.AbstractModel):
         self._fb_store_page(account, [{"id": ref, "vis_state": 1}], log)
 
     @api.model
-    def _fb_attach(self, account, partners=None):
+    def _fb_attach(self, account, partners=None, analyze=False):
         """Documents of these contacts' clients (of any linked contact by default) that were
-        stored before their contact was linked."""
+        stored before their contact was linked. `analyze` after a full listing, which may have
+        filled the table from empty."""
         self.flush_model()
         self.env["res.partner"].flush_model(["freshbooks_account_id", "freshbooks_client_id"])
         query = sql.SQL(
@@ -176,11 +177,12 @@ class FreshbooksDocument(models.AbstractModel):
             table=sql.Identifier(self._table))
         params = [account.id]
         cr = self.env.cr
-        if partners is None:
+        if analyze:
             # After a first sync's bulk load, the table's statistics still say it is empty:
             # PostgreSQL would then read every linked contact for each document to attach.
+            # Not after every run: an idle one would spend most of its time here.
             cr.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(self._table)).as_string(cr._obj))
-        else:
+        if partners is not None:
             refs = tuple(ref for ref in partners.mapped("freshbooks_client_id") if ref)
             if not refs:
                 return

@@ -359,7 +359,7 @@ class FreshbooksSync(models.AbstractModel):
         if errors:
             raise errors[0]
         for lister in beside:
-            self.env[lister.model_name]._fb_attach(account)
+            self.env[lister.model_name]._fb_attach(account, analyze=not since)
         self._commit()
 
     @api.model

@@ -58,7 +58,7 @@ class TestPaymentsAndEstimates(FreshbooksCase):
         self.sync()
         Invoice = self.env["freshbooks.invoice"].sudo()
         Invoice.search([]).write({"partner_id": False})
-        Invoice._fb_attach(self.account)
+        Invoice._fb_attach(self.account, analyze=True)
         self.env.cr.execute("SELECT reltuples FROM pg_class WHERE relname = 'freshbooks_invoice'")
         self.assertEqual(self.env.cr.fetchone()[0], Invoice.search_count([]))
         self.assertEqual(Invoice.search_count([("partner_id", "=", False)]), 0,
