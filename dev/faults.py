@@ -8,12 +8,18 @@ prefork servers on one database.
 dev/test runs it after the Odoo tests, on NAME: a copy of a database where the add-on was just
 installed (without NAME, the script installs the add-on in a new database of that name). It
 starts the FreshBooks sandbox as a subprocess, copies NAME to NAME_story and NAME_two (the fresh
-install), connects the company to the sandbox, copies NAME to NAME_race and NAME_revoke
+install), connects the company to the sandbox, copies NAME to NAME_race, NAME_tokens and NAME_revoke
 (connected, never synced), and runs:
 
 a) on NAME, a full sync (an `odoo shell` process) is SIGKILLed once some contacts are linked,
    then run again to the end;
 b) on NAME_race, two full syncs (two `odoo shell` processes) start at the same moment;
+t) on NAME_tokens, with a grant of its own whose access token has expired, a full sync (its four
+   listings each need a new token) and 6 threads of another process (real cursors each) ask
+   FreshBooks at the same moment: exactly one token request, every thread and the sync get the
+   same new token, the connection stays connected. Then again with a refresh token another server
+   already spent: "Reconnect needed", the sync's log failed with a reason, one activity, every
+   thread told to connect again; no ERROR, traceback or serialization failure in either process;
 c) on NAME_revoke, with 200 webhook hints queued, a real Odoo server's cron worker runs the
    scheduled sync; once every contact is linked (the run reads the hints again), the grant is
    revoked at the sandbox and the access tokens expire. Then the connection must say "Reconnect
@@ -149,6 +155,40 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Threads of one process, each with a real cursor of its own and an API connection built from
+# the same expired token, all asking FreshBooks at the same moment (a "go" file).
+TOKEN_THREADS = """
+import json, os, threading, time
+import odoo
+from odoo import api
+ready, go, count = {ready!r}, {go!r}, {threads}
+account_id = env["freshbooks.account"].search([], limit=1).id
+env.cr.commit()
+results, started = [], threading.Barrier(count + 1)
+def work():
+    try:
+        with env.registry.cursor() as cr:
+            account = api.Environment(cr, odoo.SUPERUSER_ID, {{}})["freshbooks.account"].browse(
+                account_id)
+            fb = account._get_client()
+            started.wait()
+            while not os.path.exists(go):
+                time.sleep(0.002)
+            fb.businesses()
+            results.append(["ok", fb.tokens.access_token[-8:]])
+    except Exception as error:
+        results.append(["error", type(error).__name__, str(error)[:200]])
+threads = [threading.Thread(target=work) for _n in range(count)]
+for thread in threads:
+    thread.start()
+started.wait()
+open(ready, "w").close()
+for thread in threads:
+    thread.join(120)
+print("FAULTS_TOKENS", json.dumps(results), flush=True)
+"""
 
 
 def run(command, **kwargs):
@@ -464,6 +504,96 @@ def two_at_once(checks, odoo, db_name, clients, work):
         checks.check(db.lock_holders() == 0, "no lock left behind")
     finally:
         db.close()
+
+
+TOKEN_ROUTE = "POST /auth/oauth/token"
+RACE_THREADS = 6
+
+
+def token_race(checks, odoo, db_name, url, work):
+    print("-- the token expires: a sync's threads and another process's threads all need a new "
+          "one at once, then the same with a refresh token another server already spent",
+          flush=True)
+    db = Database(db_name)
+    try:
+        # A grant of this database's own: the others keep theirs.
+        grant = sandbox_call(url, "/_sandbox/grant", {})
+        db.rows("UPDATE freshbooks_token SET access_token = %s, refresh_token = %s, "
+                "expiry = now() at time zone 'UTC' - interval '1 hour' RETURNING id",
+                [grant["access_token"], grant["refresh_token"]])
+        before = sandbox_call(url, "/_sandbox/state")["requests"].get(TOKEN_ROUTE, 0)
+        (sync_code, sync_out), (threads_code, threads_out) = race_for_token(odoo, db_name, work,
+                                                                            "tokens")
+        asked = sandbox_call(url, "/_sandbox/state")["requests"].get(TOKEN_ROUTE, 0) - before
+        result, answers = marker(sync_out, "FAULTS_SYNC"), thread_answers(threads_out)
+        checks.check(sync_code == 0 and result and result[1] == "done",
+                     "the sync whose four listings renewed the token at once ends done",
+                     f"exit code {sync_code}, result {result}")
+        tokens = {answer[1] for answer in answers if answer[0] == "ok"}
+        checks.check(threads_code == 0 and len(answers) == RACE_THREADS and len(tokens) == 1
+                     and all(answer[0] == "ok" for answer in answers),
+                     f"{RACE_THREADS} threads of another process all got the same new token",
+                     f"exit code {threads_code}, {answers}")
+        checks.check(asked == 1, "exactly one of them asked FreshBooks for it",
+                     f"{asked} token requests")
+        stored = db.rows("SELECT a.state, t.access_token, t.expiry > now() at time zone 'UTC' "
+                         "FROM freshbooks_account a JOIN freshbooks_token t ON t.account_id = "
+                         "a.id")[0]
+        checks.check(stored[0] == "connected" and stored[2] and stored[1][-8:] in tokens,
+                     "the database holds that token and the connection stays connected",
+                     f"{stored[0]}, fresh {stored[2]}")
+        quiet(checks, sync_out + threads_out, "neither process logged an error")
+
+        # Another server refreshed first and its answer was lost: this refresh token is spent.
+        db.rows("UPDATE freshbooks_token SET refresh_token = 'spent-elsewhere', expiry = now() "
+                "at time zone 'UTC' - interval '1 hour' RETURNING id")
+        (sync_code, sync_out), (threads_code, threads_out) = race_for_token(odoo, db_name, work,
+                                                                            "spent")
+        result, answers = marker(sync_out, "FAULTS_SYNC"), thread_answers(threads_out)
+        state = db.value("SELECT state FROM freshbooks_account")
+        checks.check(state == "reconnect", 'the spent grant turns the connection to "Reconnect '
+                     'needed"', f"state {state!r}")
+        logs = db.rows("SELECT state, message FROM freshbooks_sync_log ORDER BY id")
+        checks.check(sync_code == 0 and logs[-1][0] == "failed" and bool(logs[-1][1])
+                     and not any(s == "running" for s, _m in logs),
+                     "its sync ends failed with a reason, no log left running",
+                     f"exit code {sync_code}, {result}, logs {logs}")
+        checks.check(threads_code == 0 and len(answers) == RACE_THREADS
+                     and all(answer[:2] == ["error", "AuthError"] for answer in answers),
+                     "every thread is told to connect again (and nothing else)", f"{answers}")
+        activities = db.value("SELECT count(*) FROM mail_activity WHERE res_model = "
+                              "'freshbooks.account' AND summary = 'Reconnect FreshBooks'")
+        checks.check(activities == 1, 'one "Reconnect FreshBooks" activity', f"{activities}")
+        quiet(checks, sync_out + threads_out, "neither process logged an error")
+    finally:
+        db.close()
+
+
+def race_for_token(odoo, db_name, work, name):
+    """A full sync in one process and RACE_THREADS threads in another, started together."""
+    go = work / f"{name}-go"
+    ready = [work / f"{name}-ready{n}" for n in (1, 2)]
+    processes = [
+        odoo.shell(db_name, SYNC.format(ready=str(ready[0]), go=str(go)), f"{name}-sync"),
+        odoo.shell(db_name, TOKEN_THREADS.format(ready=str(ready[1]), go=str(go),
+                                                 threads=RACE_THREADS), f"{name}-threads")]
+    deadline = time.time() + TIMEOUT
+    while not all(path.exists() for path in ready) and time.time() < deadline and all(
+            process.poll() is None for process, _log in processes):
+        time.sleep(0.01)
+    go.touch()
+    return [wait(process, log) for process, log in processes]
+
+
+def thread_answers(output):
+    fields = marker(output, "FAULTS_TOKENS")
+    return json.loads(" ".join(fields)) if fields else []
+
+
+def quiet(checks, output, text):
+    problems = [line for line in output.splitlines()
+                if " ERROR " in line or "Traceback" in line or "could not serialize" in line]
+    checks.check(not problems, text, "\n".join(problems[:5]))
 
 
 NEUTRAL_MESSAGE = "neutralized copy"  # in the account's status message (data/neutralize.sql)
@@ -1232,8 +1362,8 @@ def checks_main(args, odoo, work):
     checks = Checks()
     db_kill, db_race, db_revoke, db_story = (args.db, args.db + "_race", args.db + "_revoke",
                                              args.db + "_story")
-    db_neutral, db_two = args.db + "_neutral", args.db + "_two"
-    made = [db_race, db_revoke, db_story, db_neutral, db_two]
+    db_neutral, db_two, db_tokens = args.db + "_neutral", args.db + "_two", args.db + "_tokens"
+    made = [db_race, db_revoke, db_story, db_neutral, db_two, db_tokens]
     start = time.monotonic()
     sandbox, url = start_sandbox()
     try:
@@ -1250,10 +1380,12 @@ def checks_main(args, odoo, work):
                         f"exit code {code}"):
             odoo.copydb(db_kill, db_race)  # connected, never synced
             odoo.copydb(db_kill, db_revoke)
+            odoo.copydb(db_kill, db_tokens)
             clients = sandbox_clients(url)
             # The revocation goes last: it revokes the grant all three databases use.
             for scenario, *extra in ((killed_in_the_middle, db_kill, clients, url),
                                      (two_at_once, db_race, clients, work),
+                                     (token_race, db_tokens, url, work),
                                      (revoked_during_sync, db_revoke, clients, url,
                                       int(connected[0]))):
                 try:

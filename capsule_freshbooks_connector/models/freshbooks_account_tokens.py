@@ -2,6 +2,7 @@
 refresh."""
 
 import logging
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import psycopg2
@@ -98,8 +99,7 @@ class FreshbooksAccountTokens(models.Model):
         pair the other one saved and uses it.
         """
         self.ensure_one()
-        with self.pool.cursor() as cr:
-            cr.execute("SET LOCAL lock_timeout = '30s'")
+        with self._waiting_cursor("30s") as cr:
             cr.execute("SELECT access_token, refresh_token, expiry FROM freshbooks_token "
                        "WHERE account_id = %s FOR UPDATE", [self.id])
             row = cr.fetchone()
@@ -124,6 +124,19 @@ class FreshbooksAccountTokens(models.Model):
             self._write_tokens(cr, tokens)
             return tokens
 
+    @contextmanager
+    def _waiting_cursor(self, lock_timeout):
+        """A cursor of its own, committed at the end, in which waiting for a row's lock ends
+        in reading what the other transaction committed. Odoo's cursors are REPEATABLE READ:
+        there a worker that waited for the token row while another refreshed it fails with
+        "could not serialize access due to concurrent update"."""
+        with self.pool.cursor() as cr:
+            if not self.pool.in_test_mode():
+                # Test cursors share the test's transaction, already under way.
+                cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cr.execute("SET LOCAL lock_timeout = %s", [lock_timeout])
+            yield cr
+
     def _write_tokens(self, cr, tokens):
         cr.execute(
             "UPDATE freshbooks_token SET access_token = %s, refresh_token = %s, expiry = %s, "
@@ -143,8 +156,10 @@ class FreshbooksAccountTokens(models.Model):
         self.env.flush_all()
         for account_id in self.ids:
             try:
-                with self.pool.cursor() as cr:
-                    cr.execute("SET LOCAL lock_timeout = '10s'")
+                with self._waiting_cursor("10s") as cr:
+                    # Whoever comes second waits here, then sees it marked: one activity.
+                    cr.execute("SELECT id FROM freshbooks_account WHERE id = %s FOR UPDATE",
+                               [account_id])
                     self.env(cr=cr, su=True)[self._name].browse(account_id)._set_reconnect(reason)
             except psycopg2.OperationalError as error:
                 # Busy row: the next run that meets the dead grant marks it.

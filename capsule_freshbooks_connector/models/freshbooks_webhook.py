@@ -158,8 +158,10 @@ class FreshbooksWebhook(models.Model):
         hooks.unlink()
         if not account.access_token or not (refs or revoke):
             return
-        # The database forgets these tokens in this transaction: a refresh stays in memory.
-        fb = account._get_client(allow_unconnected=True, refresh="local", max_retries=1)
+        # Disconnecting, the database forgets the tokens in this transaction: a refresh stays
+        # in memory. Otherwise it is saved (FreshBooks refresh tokens work once), after commit.
+        fb = account._get_client(allow_unconnected=True, refresh="local" if revoke else "locked",
+                                 max_retries=1)
         after_commit(self, "_tell_freshbooks", [(fb, fb_account, tuple(refs), revoke)])
 
     @api.model

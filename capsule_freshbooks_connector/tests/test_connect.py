@@ -186,6 +186,18 @@ class TestTokens(FreshbooksCase):
         self.assertEqual(tokens.access_token, newer["access_token"])
         self.assertEqual(self.sandbox.request_count(prefix="/auth/oauth/token"), token_calls)
 
+    def test_removing_stale_webhooks_keeps_the_renewed_token(self):
+        # Stale callbacks removed on a live connection whose token expired meanwhile: the
+        # renewal spends the stored refresh token, so the new pair must be stored.
+        self.account.token_expiry = datetime.now() - timedelta(minutes=1)
+        self.sandbox.expire_tokens()
+        old_refresh = self.account.refresh_token
+        self.env["freshbooks.webhook"]._remove_all(self.account)
+        self.run_postcommit()
+        self.assertNotEqual(self.account.refresh_token, old_refresh)
+        self.assertTrue(self.account._get_client().me(), "the stored pair works")
+        self.assertEqual(self.account.state, "connected")
+
     def test_revoked_grant_asks_for_reconnect(self):
         self.sandbox.revoke_all()
         self.sandbox.expire_tokens()
