@@ -53,6 +53,10 @@ class FreshbooksClientSync(models.AbstractModel):
             return {}
 
     @api.model
+    def _fb_label(self, raw):
+        return clean_text(raw.get("organization") or raw.get("email"))
+
+    @api.model
     def _fb_store_page(self, account, raws, log):
         records, seen = [], set()
         for raw in raws:
@@ -62,9 +66,8 @@ class FreshbooksClientSync(models.AbstractModel):
             try:
                 records.append((parse_client(raw), raw))
             except MappingError as error:
-                name = clean_text(raw.get("organization") or raw.get("email")) if isinstance(
-                    raw, dict) else None
-                log._add_line("error", str(error), ref, name)
+                log._add_line("error", str(error), ref,
+                              self._fb_label(raw) if isinstance(raw, dict) else None)
         self._apply_records(account, records, log)
         return seen
 
@@ -181,22 +184,9 @@ class FreshbooksClientSync(models.AbstractModel):
             vals_list.append(values)
             for problem in record.problems:
                 log._add_line("warning", problem, record.client_id, record.name)
-        try:
-            with self.env.cr.savepoint():
-                partners = self._partners().create(vals_list)
-            log._count("created", len(partners))
-        except Exception:  # noqa: BLE001 - find the bad record and keep the others
-            for values in vals_list:
-                try:
-                    with self.env.cr.savepoint():
-                        partners = self._partners().create([values])
-                    log._count("created")
-                except Exception as error:  # noqa: BLE001
-                    log._add_line("error", self.env._("Could not create the contact: %s", error),
-                                  values["freshbooks_client_id"], values.get("name"))
-                    continue
-                self._attach_documents(account, partners)
-            return
+        # A contact Odoo refuses fails the page, which the sync then stores client by client.
+        partners = self._partners().create(vals_list)
+        log._count("created", len(partners))
         self._attach_documents(account, partners)
 
     @api.model

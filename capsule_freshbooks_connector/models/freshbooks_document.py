@@ -8,15 +8,19 @@ from psycopg2 import sql
 
 from odoo import api, fields, models
 
+from .freshbooks_mapping import clean_text
+
 
 def fb_money(value):
-    """FreshBooks money: {"amount": "12.00", "code": "USD"}; amounts are strings."""
+    """FreshBooks money: {"amount": "12.00", "code": "USD"}; amounts are strings. Anything
+    that is not a finite number (NaN, Infinity, a list) counts as 0."""
     if isinstance(value, dict):
         value = value.get("amount")
     try:
-        return float(Decimal(str(value)))
+        amount = Decimal(str(value))
     except (InvalidOperation, ValueError, TypeError):
         return 0.0
+    return float(amount) if amount.is_finite() else 0.0
 
 
 def fb_date(value):
@@ -28,9 +32,18 @@ def fb_date(value):
         return None
 
 
+def fb_status(raw, text_key, by_code):
+    """A document's status: its text, else the name of its numeric code ("" when neither
+    is there, or of the wrong type)."""
+    code = raw.get("status")
+    return clean_text(raw.get(text_key)) or (
+        by_code.get(code, "") if isinstance(code, int) else "")
+
+
 def fb_currency_code(raw):
-    code = raw.get("currency_code") or (raw.get("amount") or {}).get("code") or ""
-    return str(code).upper()[:3]
+    amount = raw.get("amount")
+    code = raw.get("currency_code") or (amount.get("code") if isinstance(amount, dict) else "")
+    return (clean_text(code) or "").upper()[:3]
 
 
 class FreshbooksDocument(models.AbstractModel):
@@ -49,6 +62,8 @@ class FreshbooksDocument(models.AbstractModel):
 
     _fb_ref_field = None
     _fb_client_key = "customerid"
+    # The key of its number in FreshBooks' object, which names it in the sync log.
+    _fb_number_key = None
     # Copies: who stored them and when says nothing (FreshBooks' own dates are kept), and those
     # columns' foreign keys cost a first sync of 80,000 documents seconds of checks.
     _log_access = False
@@ -77,6 +92,10 @@ class FreshbooksDocument(models.AbstractModel):
         raise NotImplementedError
 
     @api.model
+    def _fb_label(self, raw):
+        return clean_text(raw.get(self._fb_number_key)) if self._fb_number_key else None
+
+    @api.model
     def _fb_currency_id(self, code):
         """Currency ids by code, read once per cursor rather than once per document."""
         currencies = self.env.cr.cache.setdefault("freshbooks.currency_ids", {})
@@ -88,7 +107,7 @@ class FreshbooksDocument(models.AbstractModel):
     @api.model
     def _fb_common_values(self, raw):
         code = fb_currency_code(raw)
-        return {"client_ref": str(raw.get(self._fb_client_key) or ""), "currency_code": code,
+        return {"client_ref": clean_text(raw.get(self._fb_client_key)) or "", "currency_code": code,
                 "currency_id": self._fb_currency_id(code), "amount": fb_money(raw.get("amount"))}
 
     @api.model
@@ -140,7 +159,9 @@ class FreshbooksDocument(models.AbstractModel):
             payload = json.dumps([dict(row, **fixed, **{self._fb_ref_field: ref})
                                   for ref, row in rows.items()], default=str)
             self.env["res.partner"].flush_model(["freshbooks_account_id", "freshbooks_client_id"])
-            cr.execute(query.as_string(cr._obj), [payload])
+            # A page PostgreSQL refuses is stored again object by object (freshbooks.sync),
+            # which says which one and why: no "bad query" in the server log.
+            cr.execute(query.as_string(cr._obj), [payload], log_exceptions=False)
         count = 0
         if removed:
             cr.execute(sql.SQL("DELETE FROM {} WHERE account_id = %s AND {} IN %s").format(

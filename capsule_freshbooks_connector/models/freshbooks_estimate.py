@@ -1,6 +1,7 @@
 from odoo import api, fields, models
 
-from .freshbooks_document import fb_date
+from .freshbooks_document import fb_date, fb_status
+from .freshbooks_mapping import clean_text
 
 # FreshBooks' numeric `status` when `ui_status` is missing.
 STATUS_BY_CODE = {1: "draft", 2: "sent", 3: "viewed", 4: "replied", 5: "accepted", 6: "invoiced"}
@@ -21,6 +22,7 @@ class FreshbooksEstimate(models.Model):
     _fb_web_path = "/#/estimate/{id}"
     _fb_counters = ("estimates_updated", "estimates_removed")
     _fb_ref_field = "estimate_ref"
+    _fb_number_key = "estimate_number"
 
     estimate_ref = fields.Char("FreshBooks estimate ID", required=True)
     number = fields.Char()
@@ -37,11 +39,10 @@ class FreshbooksEstimate(models.Model):
 
     @api.model
     def _fb_values(self, raw):
-        status = raw.get("ui_status") or STATUS_BY_CODE.get(raw.get("status"), "")
         return {
-            "number": str(raw.get("estimate_number") or raw.get("id")),
+            "number": clean_text(raw.get("estimate_number")) or str(raw.get("id")),
             "date": fb_date(raw.get("create_date")),
-            "status": str(status),
+            "status": fb_status(raw, "ui_status", STATUS_BY_CODE),
         }
 
 

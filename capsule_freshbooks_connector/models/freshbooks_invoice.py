@@ -1,6 +1,7 @@
 from odoo import api, fields, models
 
-from .freshbooks_document import fb_date, fb_money
+from .freshbooks_document import fb_date, fb_money, fb_status
+from .freshbooks_mapping import clean_text
 
 # FreshBooks' numeric `status` when `v3_status` is missing.
 STATUS_BY_CODE = {0: "disputed", 1: "draft", 2: "sent", 3: "viewed", 4: "paid", 5: "autopaid",
@@ -24,6 +25,7 @@ class FreshbooksInvoice(models.Model):
     _fb_web_path = "/#/invoice/{account}-{id}"
     _fb_counters = ("invoices_updated", "invoices_removed")
     _fb_ref_field = "invoice_ref"
+    _fb_number_key = "invoice_number"
 
     invoice_ref = fields.Char("FreshBooks invoice ID", required=True)
     number = fields.Char()
@@ -58,13 +60,12 @@ class FreshbooksInvoice(models.Model):
 
     @api.model
     def _fb_values(self, raw):
-        status = raw.get("v3_status") or STATUS_BY_CODE.get(raw.get("status"), "")
         return {
-            "number": str(raw.get("invoice_number") or raw.get("id")),
+            "number": clean_text(raw.get("invoice_number")) or str(raw.get("id")),
             "issue_date": fb_date(raw.get("create_date")),
             "due_date": fb_date(raw.get("due_date")),
             "outstanding": fb_money(raw.get("outstanding")),
-            "status": str(status),
+            "status": fb_status(raw, "v3_status", STATUS_BY_CODE),
         }
 
 

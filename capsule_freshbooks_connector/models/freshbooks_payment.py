@@ -1,6 +1,7 @@
 from odoo import api, fields, models
 
 from .freshbooks_document import fb_date
+from .freshbooks_mapping import clean_text
 
 MAX_NOTE = 2000
 
@@ -54,12 +55,11 @@ class FreshbooksPayment(models.Model):
 
     @api.model
     def _fb_values(self, raw):
-        note = raw.get("note")
         return {
             "date": fb_date(raw.get("date")),
-            "payment_type": str(raw.get("type") or "") or None,
-            "invoice_ref": str(raw.get("invoiceid") or "") or None,
-            "note": str(note)[:MAX_NOTE] if note else None,
+            "payment_type": clean_text(raw.get("type")),
+            "invoice_ref": clean_text(raw.get("invoiceid")),
+            "note": clean_text(raw.get("note"), MAX_NOTE),
         }
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import psycopg2
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 
 from ..freshbooks import AuthError, FreshBooksError, NetworkError
 
@@ -39,6 +39,21 @@ PAGES_AHEAD = 3
 RETRY_SKIPPED_SYNC = timedelta(minutes=1)
 # Advisory lock namespace of a run of an account: "FB" in ASCII.
 LOCK_NAMESPACE = 0x4642
+# Database errors that say nothing of the record at hand (the connection, a lock, a
+# serialization failure): they end the run, which the next one does again. Any other error
+# while storing an object is that object's alone.
+RUN_ENDERS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def refusal(error):
+    """Why Odoo or PostgreSQL refused an object, in a line."""
+    if isinstance(error, (UserError, ValidationError)):
+        text = error.args[0] if error.args else str(error)
+    elif isinstance(error, psycopg2.Error):
+        text = (error.pgerror or str(error)).strip().splitlines()[0].removeprefix("ERROR:")
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return " ".join(str(text).split())[:500]
 
 
 @dataclass
@@ -86,6 +101,11 @@ class Tally:
             log._add_line(*line)
         if progress:
             log._progress_many(progress)
+
+    def _progress_many(self, progress):
+        """A page's Tally applied to the run's (stored pages report no progress)."""
+        for kind, (done, total) in progress.items():
+            self._progress(kind, done, total)
 
 
 class Stopped(Exception):
@@ -375,8 +395,7 @@ class FreshbooksSync(models.AbstractModel):
             pages = self._unseen(pages, since)
         seen, done, reported, committed = set(), 0, None, time.monotonic()
         for page in pages:
-            with self.env.cr.savepoint():
-                seen |= model._fb_store_page(account, page, log)
+            seen |= self._store_page(account, model, page, log)
             done += len(page)
             if time.monotonic() - committed >= COMMIT_INTERVAL:
                 log._progress(model._fb_type, done, fb.totals.get(model._fb_resource))
@@ -388,6 +407,34 @@ class FreshbooksSync(models.AbstractModel):
         if not since and self._listed_whole(fb, model._fb_resource, log):
             model._fb_forget_unseen(account, seen, log)
             commit()
+
+    @api.model
+    def _store_page(self, account, model, raws, log):
+        """A page in one savepoint; when anything in it is refused, each object in a savepoint
+        of its own, so that a bad object is one line in the log and the others are stored (it
+        is read again at the next full sync). Its counts reach the log only once stored."""
+        page_log = Tally()
+        try:
+            with self.env.cr.savepoint():
+                seen = model._fb_store_page(account, raws, page_log)
+        except RUN_ENDERS:
+            raise
+        except Exception as error:  # noqa: BLE001 - one object's problem, not the run's
+            if len(raws) > 1:
+                return set().union(*(self._store_page(account, model, [raw], log)
+                                     for raw in raws))
+            raw = raws[0] if isinstance(raws[0], dict) else {}
+            ref = str(raw.get("id") or "") or None
+            _logger.warning("FreshBooks %s %s was not stored: %s", model._fb_type, ref,
+                            refusal(error))
+            log._add_line("error", self.env._(
+                "Odoo could not store FreshBooks %(type)s %(ref)s: %(reason)s",
+                type=model._fb_type, ref=ref or "?", reason=refusal(error)),
+                ref, model._fb_label(raw))
+            # Seen all the same: FreshBooks has it, so it is not taken as deleted.
+            return {ref} if ref else set()
+        page_log._apply(log)
+        return seen
 
     @api.model
     def _listed_whole(self, fb, resource, log):
@@ -425,6 +472,15 @@ class FreshbooksSync(models.AbstractModel):
                     row._failed(error, log)
                 except FreshBooksError as error:
                     row._failed(error, log)
+                except RUN_ENDERS:
+                    raise
+                except Exception as error:  # noqa: BLE001 - Odoo refused this object only
+                    reason = refusal(error)
+                    log._add_line("error", self.env._(
+                        "Odoo could not store FreshBooks %(type)s %(ref)s: %(reason)s; it is "
+                        "tried again later.", type=row.object_type, ref=row.object_ref,
+                        reason=reason), row.object_ref)
+                    row._failed(reason, log)
             self._commit()
 
     # --- one contact, now ----------------------------------------------------------------------

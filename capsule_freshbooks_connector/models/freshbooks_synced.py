@@ -60,6 +60,11 @@ class FreshbooksSynced(models.AbstractModel):
     # --- what each type implements -------------------------------------------------------------
 
     @api.model
+    def _fb_label(self, raw):
+        """How the sync log names one FreshBooks object of this type (its id aside)."""
+        return None
+
+    @api.model
     def _fb_store_page(self, account, raws, log):
         """Store one page of FreshBooks objects (a listing page, or one object re-read);
         returns the ids seen."""

@@ -13,3 +13,4 @@ from . import test_connect_http
 from . import test_invoices_tour
 from . import test_progress
 from . import test_progress_tour
+from . import test_refused

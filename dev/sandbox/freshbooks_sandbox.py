@@ -1466,6 +1466,19 @@ class Sandbox:
                 self._emit(invoice["accountid"], "invoice.update", invoice["id"])
             return view
 
+    def corrupt(self, kind, object_id, **fields):
+        """Make the API show these raw values in a client, invoice, payment or estimate, as a
+        real account may hold them (a string where money is expected, NaN, a list for a
+        status, a NUL character): nothing is checked or converted, and no webhook fires."""
+        with self.lock:
+            if kind == "client":
+                target = self._client_locked(object_id)
+            elif kind == "invoice":
+                target = self._invoice_locked(object_id)["extra"]
+            else:
+                target = self._record_locked(kind, object_id)
+            target.update(fields)
+
     def delete_payment(self, payment_id):
         return self.update_payment(payment_id, vis_state=1)
 
