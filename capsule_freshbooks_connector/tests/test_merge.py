@@ -1,5 +1,5 @@
-"""Merging contacts in Odoo never loses a FreshBooks link, never makes a second one, and never
-brings a merged-away contact back."""
+"""Cleaning up duplicates in Odoo (merge, duplicate, archive, import) never loses a FreshBooks
+link, never makes a second one, and never brings a merged-away contact back."""
 
 from odoo.exceptions import UserError
 from odoo.tests import new_test_user, tagged
@@ -146,3 +146,50 @@ class TestMerge(FreshbooksCase):
         log = self.sync()
         self.assertEqual((log.created, self.contact_count()), (0, count))
         self.assertFalse(self.queued())
+
+    def test_duplicate_of_a_linked_contact_is_not_linked(self):
+        client = self.sandbox.add_client(organization="Echo Co", email="echo@echo.test")
+        self.sync()
+        partner = self.linked(client["id"])
+        copy = partner.copy()
+        self.assertFalse(copy.freshbooks_account_id or copy.freshbooks_client_id
+                         or copy.freshbooks_state or copy.freshbooks_push_state
+                         or copy.freshbooks_sent_values)
+        self.assertEqual(self.linked(client["id"]), partner)
+        self.sync(full=True)
+        self.assertEqual(self.linked(client["id"]), partner)
+        self.assertFalse(copy.freshbooks_client_id)
+
+    def test_archiving_a_linked_contact_keeps_the_link_and_freshbooks_client(self):
+        client = self.sandbox.add_client(organization="Foxtrot Co")
+        self.sync()
+        partner = self.linked(client["id"])
+        self.run_postcommit()
+        self.sandbox.reset_counters()
+        partner.action_archive()
+        self.run_postcommit()
+        self.assertEqual(self.linked(client["id"]), partner)
+        self.assertEqual(partner.freshbooks_state, "active")
+        self.assertFalse(self.queued())
+        count = self.contact_count()
+        self.sync(full=True)
+        self.assertEqual(self.contact_count(), count, "not imported again")
+        self.assertEqual(self.sandbox.client_writes, [], "nothing sent to FreshBooks")
+        self.assertEqual(self.fb_client(client["id"])["vis_state"], 0)
+
+    def test_importing_a_contact_of_the_same_name_does_not_link_it(self):
+        client = self.sandbox.add_client(organization="Golf Co", email="golf@golf.test")
+        self.sync()
+        partner = self.linked(client["id"])
+        importer = self.env["base_import.import"].create({
+            "res_model": "res.partner", "file": b"name,email\nGolf Co,golf@golf.test\n",
+            "file_type": "text/csv", "file_name": "contacts.csv"})
+        result = importer.execute_import(["name", "email"], ["name", "email"],
+                                         {"quoting": '"', "separator": ",", "has_headers": True})
+        self.assertFalse(result["messages"])
+        imported = self.Partner.browse(result["ids"])
+        self.assertTrue(imported and imported != partner)
+        self.assertFalse(imported.freshbooks_account_id or imported.freshbooks_client_id)
+        self.sync(full=True)
+        self.assertEqual(self.linked(client["id"]), partner)
+        self.assertFalse(imported.freshbooks_client_id)
