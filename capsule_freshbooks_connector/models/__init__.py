@@ -16,4 +16,5 @@ from . import freshbooks_estimate
 from . import freshbooks_webhook
 from . import freshbooks_sync
 from . import res_partner
+from . import base_partner_merge
 from . import res_config_settings

@@ -150,6 +150,8 @@ class ResPartner(models.Model):
         """Mark for push and send after this transaction commits (never inside it)."""
         if not self:
             return
+        # A push state written in the same write (a merge copies it) must not land after this.
+        self.flush_recordset(["freshbooks_push_state", "freshbooks_push_seq"])
         self.env.cr.execute(
             "UPDATE res_partner SET freshbooks_push_state = 'pending', "
             "freshbooks_push_seq = COALESCE(freshbooks_push_seq, 0) + 1 WHERE id IN %s",

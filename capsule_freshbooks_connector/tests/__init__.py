@@ -1,5 +1,6 @@
 from . import test_mapping
 from . import test_sync
+from . import test_merge
 from . import test_push
 from . import test_trust
 from . import test_company
