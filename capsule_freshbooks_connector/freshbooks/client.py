@@ -166,8 +166,9 @@ class FreshBooksClient(Transport):
         return f"{self.api_url}/accounting/account/{account_id}/{ACCOUNTING_RESOURCES[resource][0]}"
 
     def iter_pages(self, account_id, resource, updated_since=None, newest_first=False, search=None,
-                   ahead=1):
-        """Every page (a list of objects, in FreshBooks' order) of a listing of `resource`.
+                   ahead=1, start_page=1):
+        """Every page (a list of objects, in FreshBooks' order) of a listing of `resource`, from
+        page `start_page` (a listing taken up again where it was left).
 
         Lazy: nothing is requested until the first page is wanted; a bad argument fails at once.
         `search` adds `search[name]=value` filters; a list value repeats `search[name][]`, and a
@@ -182,7 +183,8 @@ class FreshBooksClient(Transport):
                 params.extend((f"search[{name}][]", _search_value(item)) for item in value)
             elif value is not None:
                 params.append((f"search[{name}]", _search_value(value)))
-        return self._pages(self._resource_url(account_id, resource), resource, params, ahead)
+        return self._pages(self._resource_url(account_id, resource), resource, params, ahead,
+                           max(int(start_page), 1))
 
     def get(self, account_id, resource, object_id):
         """One object of `resource`, unwrapped from {"response": {"result": {"<key>": {...}}}}."""

@@ -206,8 +206,9 @@ class Transport:
             raise TypeError("token_refresher must return a TokenSet")
         self.tokens = tokens
 
-    def _pages(self, url, key, params, ahead=1):
-        """Each non-empty page of a listing, as a list; FreshBooks' `pages` may be 0 when empty.
+    def _pages(self, url, key, params, ahead=1, start=1):
+        """Each non-empty page of a listing from page `start`, as a list; FreshBooks' `pages`
+        may be 0 when empty.
 
         With `ahead` > 1, once the first answer gives the page count, up to that many pages are
         asked at once by helper threads (each request waits on the network far longer than its
@@ -219,7 +220,7 @@ class Transport:
                 renew=renew))
 
         # Pages asked ahead are consecutive, from the next one to hand over.
-        page, next_ask, pending = 1, 2, deque()
+        page, next_ask, pending = start, start + 1, deque()
         with ThreadPoolExecutor(max(ahead, 1), "freshbooks-page") as helpers:
             try:
                 result = fetch(page)

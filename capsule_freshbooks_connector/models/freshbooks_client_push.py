@@ -27,8 +27,11 @@ class FreshbooksClientPush(models.AbstractModel):
 
     @api.model
     def _pending_partners(self, account):
+        """Contacts with changes to send; those deleted in FreshBooks keep theirs until they
+        come back."""
         return self.env["freshbooks.client.sync"]._partners().search(
-            [("freshbooks_account_id", "=", account.id), ("freshbooks_push_state", "=", "pending")])
+            [("freshbooks_account_id", "=", account.id), ("freshbooks_push_state", "=", "pending"),
+             ("freshbooks_state", "!=", "deleted")])
 
     @api.model
     def _push_partners(self, partners, log=None, inline=False):
@@ -86,11 +89,11 @@ class FreshbooksClientPush(models.AbstractModel):
         cr = self.env.cr
         # Our writes wait a little for a user's save, never the other way round.
         cr.execute("SET LOCAL lock_timeout = '5s'")
-        cr.execute("SELECT freshbooks_push_state, freshbooks_push_seq FROM res_partner "
-                   "WHERE id = %s", [partner.id])
+        cr.execute("SELECT freshbooks_push_state, freshbooks_push_seq, freshbooks_state "
+                   "FROM res_partner WHERE id = %s", [partner.id])
         row = cr.fetchone()
-        if not row or row[0] != "pending":
-            return True
+        if not row or row[0] != "pending" or row[2] == "deleted":
+            return True  # nothing to send, or it waits for the client to come back
         seq = row[1]
         partner.invalidate_recordset()
         try:
@@ -105,8 +108,8 @@ class FreshbooksClientPush(models.AbstractModel):
             return True
         except NotFoundError:
             partner.with_context(freshbooks_no_push=True).write({"freshbooks_state": "deleted"})
-            self._set_push_result(partner, seq, "error",
-                                  self.env._("This client was deleted in FreshBooks."))
+            self._set_push_result(partner, seq, "pending", self.env._(
+                "This client was deleted in FreshBooks: the change is sent if it comes back."))
             return True
         except FreshBooksError as error:
             if isinstance(error, AuthError) and error.grant_invalid:

@@ -58,18 +58,15 @@ class FreshbooksClientSync(models.AbstractModel):
 
     @api.model
     def _fb_store_page(self, account, raws, log):
-        records, seen = [], set()
+        records = []
         for raw in raws:
             ref = raw.get("id") if isinstance(raw, dict) else None
-            if ref is not None:
-                seen.add(str(ref))
             try:
                 records.append((parse_client(raw), raw))
             except MappingError as error:
                 log._add_line("error", str(error), ref,
                               self._fb_label(raw) if isinstance(raw, dict) else None)
         self._apply_records(account, records, log)
-        return seen
 
     @api.model
     def _apply_records(self, account, records, log):
@@ -88,8 +85,10 @@ class FreshbooksClientSync(models.AbstractModel):
                 if partner.freshbooks_state != state:
                     partner.write({"freshbooks_state": state})
                     log._count("updated")
+            elif record.vis_state == 1:
+                continue  # deleted in FreshBooks, and never a contact: nothing to do
             elif record.vis_state != 0:
-                log._count("skipped")  # archived or deleted in FreshBooks: not imported
+                log._count("skipped")  # archived in FreshBooks: not imported
             elif record.client_id in held:
                 log._count("held")
             else:
@@ -196,18 +195,6 @@ class FreshbooksClientSync(models.AbstractModel):
         for model in self._fb_types().values():
             if model._name not in later:
                 model._fb_attach(account, partners)
-
-    @api.model
-    def _fb_forget_unseen(self, account, seen, log):
-        """Linked clients FreshBooks no longer lists were deleted there."""
-        Partner = self._partners()
-        linked = Partner.search_read(
-            [("freshbooks_account_id", "=", account.id), ("freshbooks_client_id", "!=", False),
-             ("freshbooks_state", "!=", "deleted")], ["freshbooks_client_id"])
-        gone = [p["id"] for p in linked if p["freshbooks_client_id"] not in seen]
-        if gone:
-            Partner.browse(gone).write({"freshbooks_state": "deleted"})
-            log._count("updated", len(gone))
 
     @api.model
     def _fb_gone(self, account, ref, log):

@@ -112,11 +112,9 @@ class FreshbooksDocument(models.AbstractModel):
 
     @api.model
     def _fb_store_page(self, account, raws, log):
-        seen = {str(raw["id"]) for raw in raws if isinstance(raw, dict) and raw.get("id")}
         stored, removed = self._fb_upsert(account, raws)
         log._count(self._fb_counters[0], stored)
         log._count(self._fb_counters[1], removed)
-        return seen
 
     @api.model
     def _fb_upsert(self, account, raws):
@@ -172,13 +170,6 @@ class FreshbooksDocument(models.AbstractModel):
             self.invalidate_model()
             self.env["res.partner"].invalidate_model()
         return len(rows), count
-
-    @api.model
-    def _fb_forget_unseen(self, account, seen, log):
-        stale = self.search([("account_id", "=", account.id),
-                             (self._fb_ref_field, "not in", list(seen))])
-        log._count(self._fb_counters[1], len(stale))
-        stale.unlink()
 
     @api.model
     def _fb_gone(self, account, ref, log):

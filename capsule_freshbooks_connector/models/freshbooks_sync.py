@@ -17,6 +17,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..freshbooks import AuthError, FreshBooksError, NetworkError
+from . import cron_budget
 
 _logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ _logger = logging.getLogger(__name__)
 EASTERN = ZoneInfo("America/New_York")
 # A full pass now and then catches what incremental runs cannot see (deletions in FreshBooks).
 FULL_SYNC_EVERY = timedelta(days=1)
+SYNC_KINDS = ("full", "incremental")
 # Odoo's and FreshBooks' clocks may differ a little: look back this much further.
 CLOCK_MARGIN = timedelta(minutes=5)
 PAGE_SIZE = 100
@@ -58,12 +60,16 @@ def refusal(error):
 
 @dataclass
 class Run:
-    """A run in progress: its log, and the FreshBooks API connection it uses."""
+    """A run in progress: its log, the FreshBooks API connection it uses, and how long this
+    execution of it may work."""
 
     log: object
     fb: object = None
+    budget: object = None
     # Requests made by the run's other threads (their own API connections).
     other_requests: int = 0
+    # The execution's time was up before the run's end: the log stays running, to go on.
+    paused: bool = False
 
     def requests(self):
         return (self.fb.request_count if self.fb else 0) + self.other_requests
@@ -77,6 +83,12 @@ class Tally:
     def __init__(self):
         self._lock = threading.Lock()
         self._counts, self._lines, self._progress_of = {}, [], {}
+        # Objects read by every listing of this execution, for Odoo's cron progress.
+        self.read = 0
+
+    def _read(self, n):
+        with self._lock:
+            self.read += n
 
     def _count(self, key, n=1):
         with self._lock:
@@ -116,13 +128,14 @@ class Lister(threading.Thread):
     """One type listed in a thread of its own, with its own cursor and API connection; pages
     are committed as they come. Stops at its next commit when told to."""
 
-    def __init__(self, sync, account, model, since, tally):
+    def __init__(self, sync, account, model, since, tally, run):
         super().__init__(name=f"freshbooks-{model._fb_type}", daemon=True)
         self.dbname, self.env = sync.env.cr.dbname, sync.env
         self.account_id, self.model_name, self.since, self.tally = (
             account.id, model._name, since, tally)
+        self.log_id, self.budget = run.log.id, run.budget
         self.stopping = threading.Event()
-        self.error, self.requests = None, 0
+        self.error, self.requests, self.finished = None, 0, False
 
     def run(self):
         try:
@@ -131,9 +144,9 @@ class Lister(threading.Thread):
                 account = env["freshbooks.account"].browse(self.account_id)
                 fb = account._get_client()
                 try:
-                    env["freshbooks.sync"]._sync_type(
+                    self.finished = env["freshbooks.sync"]._sync_type(
                         account, fb, env[self.model_name], self.since, self.tally,
-                        lambda: self._commit(cr))
+                        lambda: self._commit(cr), self.log_id, self.budget)
                 finally:
                     self.requests = fb.request_count
         except Exception as error:  # noqa: BLE001 - the run's thread reports it
@@ -223,8 +236,38 @@ class FreshbooksSync(models.AbstractModel):
 
     @api.model
     def _cron_sync(self):
+        """Each connection's run, for as long as this execution may work. A run whose time is
+        up goes on at the next execution, at once: within Odoo's pass when it leaves time for
+        one (Odoo's progress API), else in a pass of its own (a trigger)."""
+        budget = cron_budget.for_cron()
+        read, remaining = 0, 0
         for account in self._connected_accounts():
-            self._sync_account(account)
+            if budget.spent():
+                remaining += 1
+                continue
+            log = self._sync_account(account, budget=budget)
+            read += log.env.context.get("freshbooks_read", 0) if log else 0
+            if log and log.state == "running":
+                remaining += self._remaining(log)
+        self._cron_progress(read, remaining, budget)
+
+    @api.model
+    def _remaining(self, log):
+        """Objects a paused run has still to read, as far as FreshBooks' totals tell (1 at
+        least: it is not done)."""
+        left = sum(max(total - done, 0) for done, total in (log.progress or {}).values()
+                   if total is not None)
+        return max(left, 1)
+
+    @api.model
+    def _cron_progress(self, read, remaining, budget):
+        cron = self.env["ir.cron"]
+        if remaining and (budget.left() or 0) < cron_budget.MIN_SECONDS:
+            # Too little left of this pass for another execution: one of its own, at once.
+            cron_budget.end_pass()
+            self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_sync").sudo()._trigger()
+            remaining = 0
+        cron._notify_progress(done=max(read, 1 if remaining else 0), remaining=remaining)
 
     @api.model
     def _cron_work(self):
@@ -238,11 +281,15 @@ class FreshbooksSync(models.AbstractModel):
     # --- a run ---------------------------------------------------------------------------------
 
     @contextmanager
-    def _run(self, account, kind):
-        """One run of one account: under the account's lock, logged, and ended in every case.
+    def _run(self, account, kind, since=None):
+        """One execution of a run of one account: under the account's lock, logged, and ended
+        in every case.
 
         Yields a Run (its log, and the API connection the block opens), or None when another
-        run holds the lock. Whatever the block raises ends the log as failed with the reason.
+        run holds the lock. A sync goes on with a sync run that an earlier execution left
+        running (its time was up, or its worker was killed): same log, same window. Whatever
+        the block raises ends the log as failed with the reason; a block that sets
+        `run.paused` leaves it running, for the next execution.
         """
         with self._try_lock(LOCK_NAMESPACE, account.id) as locked:
             if not locked:
@@ -258,13 +305,19 @@ class FreshbooksSync(models.AbstractModel):
             # or closing that run's log fails with a serialization error.
             self._commit()
             self.env.invalidate_all()
-            self._close_interrupted(account)
-            run = Run(self.env["freshbooks.sync.log"].sudo().create(
-                {"account_id": account.id, "fb_account_id": account.fb_account_id, "kind": kind}))
+            resumed = self._close_interrupted(account, resume=kind in SYNC_KINDS)
+            if resumed:
+                resumed._resume()
+            run = Run(resumed or self.env["freshbooks.sync.log"].sudo().create(
+                {"account_id": account.id, "fb_account_id": account.fb_account_id, "kind": kind,
+                 "since": since}))
             self._commit()
             try:
                 yield run
-                run.log._finish(run.requests())
+                if run.paused:
+                    run.log._pause(run.requests())
+                else:
+                    run.log._finish(run.requests())
             except Exception as error:  # noqa: BLE001 - the admin must see every failure
                 if not isinstance(error, (FreshBooksError, UserError)):
                     # A bug or a database error: the other accounts still sync.
@@ -295,33 +348,45 @@ class FreshbooksSync(models.AbstractModel):
         run.log._finish(run.requests(), message=str(error), failed=True)
 
     @api.model
-    def _close_interrupted(self, account):
-        """Logs still running while we hold the lock are of runs that died (a killed worker)."""
-        self.env["freshbooks.sync.log"].sudo().search(
-            [("account_id", "=", account.id), ("state", "=", "running")]).write({
-                "state": "failed", "end": fields.Datetime.now(),
-                "message": self.env._("Interrupted: the run stopped before its end (its worker "
-                                      "was stopped or killed)."),
-            })
+    def _close_interrupted(self, account, resume=False):
+        """Logs still running while we hold the lock are of executions that ended before
+        their run did: their time was up, or their worker was stopped or killed. A sync run of
+        the current business is returned to go on (when `resume`, else left for the next sync);
+        the others are closed."""
+        running = self.env["freshbooks.sync.log"].sudo().search(
+            [("account_id", "=", account.id), ("state", "=", "running")], order="id")
+        going_on = running.filtered(lambda log: log.kind in SYNC_KINDS
+                                    and log.fb_account_id == account.fb_account_id)[-1:]
+        (running - going_on).write({
+            "state": "failed", "end": fields.Datetime.now(),
+            "message": self.env._("Interrupted: the run stopped before its end (its worker "
+                                  "was stopped or killed)."),
+        })
+        return going_on if resume else None
 
     @api.model
-    def _sync_account(self, account, full=None):
-        """Import and update everything of one account; returns its log (None when skipped)."""
+    def _sync_account(self, account, full=None, budget=None):
+        """Import and update everything of one account, for as long as `budget` lasts (no
+        limit by default); returns its log (None when skipped), still running when the run
+        goes on at the next execution. The queue, the pushes and the webhook check get their
+        turn at each execution, however long the run."""
         now = fields.Datetime.now()
         last_success = account.last_success_start
         if full is None:
             full = not last_success or not account.last_full_sync or (
                 now - account.last_full_sync > FULL_SYNC_EVERY)
-        with self._run(account, "full" if full else "incremental") as run:
+        read = 0
+        with self._run(account, "full" if full else "incremental",
+                       since=None if full else last_success) as run:
             if run is None:
                 return None
-            run.fb = account._get_client()
-            self._sync_types(account, run, None if full else last_success)
+            run.fb, run.budget = account._get_client(), budget or cron_budget.Budget()
+            read = self._sync_types(account, run, run.log.since or None)
             self._process_queue(account, run.fb, run.log)
             self._export(account, run.log)
             self.env["freshbooks.webhook"]._ensure(account, run.fb, run.log)
         account.invalidate_recordset()
-        return run and run.log
+        return run and run.log.with_context(freshbooks_read=read)
 
     @api.model
     def _work_account(self, account):
@@ -345,12 +410,15 @@ class FreshbooksSync(models.AbstractModel):
 
     @api.model
     def _sync_types(self, account, run, since):
-        """Every type's listing. Those listed beside the contacts have threads of their own (the
-        run waits on FreshBooks and PostgreSQL far more than it computes); their objects are
-        attached to the contacts at the end. Tests share one transaction: no threads there."""
+        """Every type's listings, as far as the run's budget goes; sets `run.paused` when time
+        was up first, and returns how many objects this execution read. Those listed beside
+        the contacts have threads of their own (the run waits on FreshBooks and PostgreSQL far
+        more than it computes); their objects are attached to the contacts at the end. Tests
+        share one transaction: no threads there."""
         tally, types = Tally(), list(self._types().values())
         beside = [] if self.env.registry.in_test_mode() else [
-            Lister(self, account, model, since, tally) for model in types if model._fb_beside]
+            Lister(self, account, model, since, tally, run) for model in types
+            if model._fb_beside]
 
         def commit():
             tally._apply(run.log)
@@ -358,12 +426,14 @@ class FreshbooksSync(models.AbstractModel):
 
         for lister in beside:
             lister.start()
+        finished = True
         try:
             later = tuple(lister.model_name for lister in beside)
             for model in types:
-                if model._name not in later:
-                    self._sync_type(account, run.fb, model.with_context(
-                        freshbooks_attach_later=later), since, tally, commit)
+                if model._name not in later and finished:
+                    finished = self._sync_type(account, run.fb, model.with_context(
+                        freshbooks_attach_later=later), since, tally, commit, run.log.id,
+                        run.budget)
             for lister in beside:
                 while lister.is_alive():
                     lister.join(COMMIT_INTERVAL)
@@ -378,35 +448,91 @@ class FreshbooksSync(models.AbstractModel):
         errors = [lister.error for lister in beside if lister.error]
         if errors:
             raise errors[0]
-        for lister in beside:
-            self.env[lister.model_name]._fb_attach(account, analyze=not since)
-        self._commit()
+        if finished and all(lister.finished for lister in beside):
+            for lister in beside:
+                self.env[lister.model_name]._fb_attach(account, analyze=not since)
+            self._commit()
+        else:
+            run.paused = True
+        return tally.read
 
     @api.model
-    def _sync_type(self, account, fb, model, since, log, commit):
-        """One type, page by page, stored and committed together at most once a second;
-        everything (no `since`), or what changed since then. A complete listing of everything
-        also tells what FreshBooks no longer has. `log` is the run's Tally: it takes the counts,
-        lines and progress, and `commit` writes them to the log."""
+    def _sync_type(self, account, fb, model, since, log, commit, log_id, budget):
+        """One type's listings (`_listings`), each from where the run left it; True once all
+        are read, False when `budget` was spent first. `log` is the run's Tally: it takes the
+        counts, lines and progress, and `commit` writes them to the log."""
+        return all(self._list(account, fb, model, since, log, commit, log_id, budget, *listing)
+                   for listing in self._listings(model, since))
+
+    @api.model
+    def _listings(self, model, since):
+        """(name, search filters) of a type's listings in a run: what FreshBooks lists (active
+        and archived objects), all of it or what changed since `since`; and in a full run its
+        deleted objects, which FreshBooks lists only when asked. A deletion is what FreshBooks
+        says (this listing, a 404, a webhook), never a guess from what a page did not show:
+        paged by number, a listing shifts when an object before the page is deleted."""
+        listings = [(model._fb_type, None)]
+        if not since:
+            listings.append((f"{model._fb_type}.deleted", {"vis_state": 1}))
+        return listings
+
+    @api.model
+    def _list(self, account, fb, model, since, log, commit, log_id, budget, listing, search):
+        """One listing, page by page, stored and committed together with the run's position
+        in it at most once a second; True once read to its end, False when the budget was
+        spent first (the next execution goes on from the last committed page). Listings of
+        changes start over: they stop at what the previous run saw."""
+        next_page, done, finished = self._position(log_id, listing)
+        if finished:
+            return True
+        if since:
+            next_page = 1
         pages = fb.iter_pages(account.fb_account_id, model._fb_resource,
                                updated_since=since and self._since(since),
-                               newest_first=bool(since), ahead=1 if since else PAGES_AHEAD)
+                               newest_first=bool(since), search=search,
+                               ahead=1 if since else PAGES_AHEAD, start_page=next_page)
         if since:
             pages = self._unseen(pages, since)
-        seen, done, reported, committed = set(), 0, None, time.monotonic()
-        for page in pages:
-            seen |= self._store_page(account, model, page, log)
-            done += len(page)
-            if time.monotonic() - committed >= COMMIT_INTERVAL:
+
+        reported = None
+
+        def save(finished=False):
+            nonlocal reported
+            if search is None and reported != done:  # the type's own listing is its progress
                 log._progress(model._fb_type, done, fb.totals.get(model._fb_resource))
-                commit()
-                reported, committed = done, time.monotonic()
-        if reported != done:
-            log._progress(model._fb_type, done, fb.totals.get(model._fb_resource))
+                reported = done
+            self._save_position(log_id, listing, next_page, done, finished)
             commit()
-        if not since and self._listed_whole(fb, model._fb_resource, log):
-            model._fb_forget_unseen(account, seen, log)
-            commit()
+
+        committed = time.monotonic()
+        for page in pages:
+            self._store_page(account, model, page, log)
+            next_page, done = next_page + 1, done + len(page)
+            log._read(len(page))
+            if time.monotonic() - committed >= COMMIT_INTERVAL:
+                save()
+                committed = time.monotonic()
+                if budget.spent():
+                    return False
+        self._note_truncated(fb, model._fb_resource, log)
+        save(finished=True)
+        return True
+
+    @api.model
+    def _position(self, log_id, listing):
+        """(next page, objects read, finished) of a run in a listing."""
+        self.env.cr.execute("SELECT next_page, done, finished FROM freshbooks_sync_position "
+                            "WHERE log_id = %s AND listing = %s", [log_id, listing])
+        return self.env.cr.fetchone() or (1, 0, False)
+
+    @api.model
+    def _save_position(self, log_id, listing, next_page, done, finished):
+        # SQL in the caller's cursor: the threads listing beside the run write theirs too.
+        self.env.cr.execute(
+            "INSERT INTO freshbooks_sync_position (log_id, listing, next_page, done, finished) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (log_id, listing) DO UPDATE SET "
+            "next_page = EXCLUDED.next_page, done = EXCLUDED.done, finished = EXCLUDED.finished",
+            [log_id, listing, next_page, done, bool(finished)])
 
     @api.model
     def _store_page(self, account, model, raws, log):
@@ -416,13 +542,14 @@ class FreshbooksSync(models.AbstractModel):
         page_log = Tally()
         try:
             with self.env.cr.savepoint():
-                seen = model._fb_store_page(account, raws, page_log)
+                model._fb_store_page(account, raws, page_log)
         except RUN_ENDERS:
             raise
         except Exception as error:  # noqa: BLE001 - one object's problem, not the run's
             if len(raws) > 1:
-                return set().union(*(self._store_page(account, model, [raw], log)
-                                     for raw in raws))
+                for raw in raws:
+                    self._store_page(account, model, [raw], log)
+                return
             raw = raws[0] if isinstance(raws[0], dict) else {}
             ref = str(raw.get("id") or "") or None
             _logger.warning("FreshBooks %s %s was not stored: %s", model._fb_type, ref,
@@ -431,22 +558,17 @@ class FreshbooksSync(models.AbstractModel):
                 "Odoo could not store FreshBooks %(type)s %(ref)s: %(reason)s",
                 type=model._fb_type, ref=ref or "?", reason=refusal(error)),
                 ref, model._fb_label(raw))
-            # Seen all the same: FreshBooks has it, so it is not taken as deleted.
-            return {ref} if ref else set()
+            return
         page_log._apply(log)
-        return seen
 
     @api.model
-    def _listed_whole(self, fb, resource, log):
-        """False, with a line in the log, when FreshBooks' listing was cut short at the page cap:
-        what it did not list is not taken as deleted."""
-        if resource not in fb.truncated:
-            return True
-        log._add_line("error", self.env._(
-            "FreshBooks kept sending pages of %(key)s past %(pages)s pages; the listing was "
-            "stopped there and nothing missing from it is taken as deleted.",
-            key=resource, pages=fb.max_pages))
-        return False
+    def _note_truncated(self, fb, resource, log):
+        """A line in the log when FreshBooks' listing was cut short at the page cap."""
+        if resource in fb.truncated:
+            fb.truncated.remove(resource)
+            log._add_line("error", self.env._(
+                "FreshBooks kept sending pages of %(key)s past %(pages)s pages; the listing was "
+                "stopped there.", key=resource, pages=fb.max_pages))
 
     # --- the queue: webhook hints and contacts deleted in Odoo ---------------------------------
 

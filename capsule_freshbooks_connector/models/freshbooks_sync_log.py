@@ -26,6 +26,11 @@ class FreshbooksSyncLog(models.Model):
                               ("partial", "Done with errors"), ("failed", "Failed")],
                              default="running", required=True)
     message = fields.Char()
+    # What an incremental run reads: changes since then (a run taken up again reads the same).
+    since = fields.Datetime("Changes since")
+    # A long run works in several executions of its scheduled action, each well inside Odoo's
+    # worker limits, going on from where the last one committed (freshbooks.sync.position).
+    executions = fields.Integer(default=1)
     requests = fields.Integer("FreshBooks requests")
     # Each synced type adds its own counters (freshbooks.synced._fb_counters).
     failed = fields.Integer()
@@ -92,6 +97,16 @@ class FreshbooksSyncLog(models.Model):
                     "requests": self.requests + requests, "message": message})
         self._notify_progress(self._status_text())
 
+    def _pause(self, requests):
+        """This execution's time is up: the run goes on at the next one."""
+        self.ensure_one()
+        self.requests += requests
+        self._notify_progress(self.progress_text)
+
+    def _resume(self):
+        self.ensure_one()
+        self.executions += 1
+
     def _status_text(self):
         """How the run ended, as the settings block shows it live: its state and summary."""
         state = dict(self._fields["state"]._description_selection(self.env))[self.state]
@@ -115,3 +130,22 @@ class FreshbooksSyncLogLine(models.Model):
     client_ref = fields.Char("FreshBooks client")
     client_name = fields.Char("Name")
     reason = fields.Text(required=True)
+
+
+class FreshbooksSyncPosition(models.Model):
+    """Where a run is in one listing, committed with the pages it stored: a run cut short (its
+    time is up, its worker killed) goes on from there at its next execution. Written with SQL by
+    whichever thread lists it (freshbooks.sync), never by the ORM."""
+
+    _name = "freshbooks.sync.position"
+    _description = "FreshBooks sync position"
+    _log_access = False
+
+    log_id = fields.Many2one("freshbooks.sync.log", required=True, ondelete="cascade", index=True)
+    listing = fields.Char(required=True)
+    next_page = fields.Integer(default=1)
+    done = fields.Integer()
+    finished = fields.Boolean()
+
+    _sql_constraints = [("listing_uniq", "unique(log_id, listing)",
+                         "A run has one position per listing.")]

@@ -66,13 +66,8 @@ class FreshbooksSynced(models.AbstractModel):
 
     @api.model
     def _fb_store_page(self, account, raws, log):
-        """Store one page of FreshBooks objects (a listing page, or one object re-read);
-        returns the ids seen."""
+        """Store one page of FreshBooks objects (a listing page, or one object re-read)."""
         raise NotImplementedError
-
-    @api.model
-    def _fb_forget_unseen(self, account, seen, log):
-        """After a complete listing of everything: what FreshBooks no longer has."""
 
     @api.model
     def _fb_gone(self, account, ref, log):

@@ -120,9 +120,9 @@ class ResPartner(models.Model):
             # A shared contact edited from another company is not sent with that company's
             # connection: the next edit made in its own company sends this change too.
             allowed = self.env.companies if not self.env.su else None
+            # One deleted in FreshBooks keeps the change until it comes back (never sent before).
             linked = self.sudo().filtered(
                 lambda p: p.freshbooks_client_id and p.freshbooks_account_id
-                and p.freshbooks_state != "deleted"
                 and (allowed is None or p.freshbooks_account_id.company_id in allowed))
             linked._freshbooks_mark_pending()
         return result

@@ -15,3 +15,4 @@ from . import test_invoices_tour
 from . import test_progress
 from . import test_progress_tour
 from . import test_refused
+from . import test_resume

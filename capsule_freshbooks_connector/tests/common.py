@@ -125,6 +125,14 @@ class FreshbooksCase(OneTransaction, TransactionCase):
             [("freshbooks_account_id", "=", self.account.id),
              ("freshbooks_client_id", "=", str(client_id))])
 
+    def linked_counts(self):
+        """{client id: number of contacts linked to it} for this account."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            "SELECT freshbooks_client_id, count(*) FROM res_partner WHERE freshbooks_account_id = %s "
+            "AND freshbooks_client_id IS NOT NULL GROUP BY freshbooks_client_id", [self.account.id])
+        return dict(self.env.cr.fetchall())
+
     def run_postcommit(self):
         """What the real commit would do: run the post-commit hooks (the pushes)."""
         self.env.flush_all()

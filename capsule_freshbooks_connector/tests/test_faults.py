@@ -40,14 +40,6 @@ class FaultsCase(FreshbooksCase):
         self.patch(FreshBooksClient, "__init__", init)
         return sleeps
 
-    def linked_counts(self):
-        """{client id: number of contacts linked to it} for this account."""
-        self.env.flush_all()
-        self.env.cr.execute(
-            "SELECT freshbooks_client_id, count(*) FROM res_partner WHERE freshbooks_account_id = %s "
-            "AND freshbooks_client_id IS NOT NULL GROUP BY freshbooks_client_id", [self.account.id])
-        return dict(self.env.cr.fetchall())
-
     def sync_until_done(self, runs=MAX_RUNS):
         """Full syncs until one ends without failing, as the cron would; returns all the logs."""
         logs = self.env["freshbooks.sync.log"]
@@ -182,14 +174,18 @@ class Killed(BaseException):
 @tagged("post_install", "-at_install")
 class TestKilledRun(FaultsCase):
 
-    def test_next_run_closes_the_log_of_a_killed_run(self):
+    def test_next_run_goes_on_with_the_run_of_a_killed_worker(self):
         for i in range(120):
             self.sandbox.add_client(organization=f"Cut Short {i:03d}")
         original = FreshbooksClientSync._fb_store_page
+        pages = []
 
         def import_then_die(sync, account, raws, log):
+            # The first page is stored and committed, the worker dies storing the second.
             original(sync, account, raws, log)
-            raise Killed()
+            pages.append(raws)
+            if len(pages) == 2:
+                raise Killed()
 
         # A killed worker keeps what it committed, its log included (no assertRaises: it would
         # roll back to a savepoint).
@@ -202,11 +198,15 @@ class TestKilledRun(FaultsCase):
         self.assertTrue(died)
         killed = self.env["freshbooks.sync.log"].search([("account_id", "=", self.account.id)])
         self.assertEqual(killed.state, "running")
+        pages = self.sandbox.request_count(prefix=f"/accounting/account/{self.fb_account}/users")
         log = self.sync(full=True)
-        self.assertEqual(log.state, "done")
-        self.assertEqual(killed.state, "failed", "the dead run does not look alive forever")
-        self.assertIn("Interrupted", killed.message)
+        self.assertEqual(log, killed, "one run, one log, across its executions")
+        self.assertEqual((log.state, log.executions), ("done", 2))
+        self.assertEqual(log.created, 120)
         self.assertEqual(len(self.linked_counts()), 120)
+        # From its committed page on: the second of two client pages, then the deleted ones.
+        self.assertEqual(self.sandbox.request_count(
+            prefix=f"/accounting/account/{self.fb_account}/users") - pages, 2)
 
 
 @tagged("post_install", "-at_install")

@@ -21,7 +21,8 @@ class TestInvoices(FreshbooksCase):
         self.sync()
         Invoice = self.env["freshbooks.invoice"]
         self.assertEqual(Invoice.search_count([("account_id", "=", self.account.id)]), 150)
-        self.assertEqual(self.invoice_requests(), 2, "150 invoices: two pages, account-wide")
+        self.assertEqual(self.invoice_requests(), 3,
+                         "150 invoices: two pages, account-wide, and one of deleted invoices")
         partner = self.linked(clients[0]["id"])
         self.assertEqual(partner.freshbooks_invoice_count, 5)
         self.assertEqual(sorted(partner.freshbooks_invoice_ids.mapped("amount")),

@@ -5,7 +5,7 @@ from odoo.sql_db import db_connect
 from odoo.tests import tagged
 
 from ..models.freshbooks_client_sync import FreshbooksClientSync
-from ..models.freshbooks_sync import LOCK_NAMESPACE
+from ..models.freshbooks_sync import LOCK_NAMESPACE, FreshbooksSync
 from .common import FreshbooksCase
 
 
@@ -303,7 +303,7 @@ class TestSyncCrash(FreshbooksCase):
         def crash(*args, **kwargs):
             raise RuntimeError("disk on fire")
 
-        with patch.object(FreshbooksClientSync, "_fb_forget_unseen", crash), \
+        with patch.object(FreshbooksSync, "_process_queue", crash), \
                 self.assertLogs("odoo.addons.capsule_freshbooks_connector", "ERROR"):
             log = self.sync(full=True)
         self.assertEqual(log.state, "failed")

@@ -13,6 +13,7 @@ from odoo.sql_db import Cursor
 from odoo.tests import tagged
 
 from ..freshbooks import AuthError, FreshBooksClient, MalformedResponseError, ServerError
+from ..models.cron_budget import Budget
 from ..models.freshbooks_sync import LOCK_NAMESPACE, FreshbooksSync, Tally
 from .common import FreshbooksCase
 
@@ -282,7 +283,7 @@ class TestRunsAlwaysEnd(FreshbooksCase):
         log = self.env["freshbooks.sync.log"].search([("kind", "=", "review")])
         self.assertIn("not an email address", log.line_ids.reason)
 
-    def test_a_listing_cut_short_marks_nothing_deleted(self):
+    def test_a_listing_cut_short_says_so_and_marks_nothing_deleted(self):
         partner = self.Partner.create({"name": "Still Here", "is_company": True})
         partner.with_context(freshbooks_no_push=True).write(
             self.env["freshbooks.client.sync"]._link_values(self.account, "999999"))
@@ -291,8 +292,9 @@ class TestRunsAlwaysEnd(FreshbooksCase):
         fb = self.account._get_client()
         fb.truncated.append("clients")  # as if FreshBooks had sent pages past the cap
         tally = Tally()
-        self.Sync._sync_type(self.account, fb, self.env["freshbooks.client.sync"], None, tally,
-                             lambda: tally._apply(log))
+        self.assertTrue(self.Sync._sync_type(
+            self.account, fb, self.env["freshbooks.client.sync"], None, tally,
+            lambda: tally._apply(log), log.id, Budget()))
         tally._apply(log)  # the run's own last commit
         self.assertEqual(partner.freshbooks_state, "active", "not listed, yet not taken as deleted")
         self.assertIn("stopped there", log.line_ids.reason)
