@@ -45,7 +45,14 @@ f) on NAME_two, two prefork servers (each --workers=2 --max-cron-threads=1) and 
    quiet: no two sync runs of the business overlap in time, every log ended, each active client
    is one contact (the checks after a) and b)), no ERROR or traceback in either server's log.
    Prints `two servers: ...`: the syncs started (log rows), the runs skipped for the lock and the
-   contacts per client (min/max, goal 1).
+   contacts per client (min/max, goal 1);
+g) on NAME_limited, Odoo's prefork server with small worker limits (--limit-time-real=75
+   --limit-time-cpu=8) and a sandbox of 20,000 clients with their documents: the cron worker's
+   first sync must finish over several executions, each inside the limits. On the way the cron
+   worker is SIGKILLed (its successor goes on from the last committed page), the access token
+   expires (renewed once), and a contact is edited over JSON-RPC (it reaches FreshBooks). Every
+   active client must be one contact, no run left running, no limit reached, no ERROR. Prints
+   `limited server: ...`: the clients, executions, seconds and client pages asked.
 
 After a), b) and f): one contact per active FreshBooks client, no client linked twice, no name
 imported twice, and the sync log tells what happened. Prints one line per check and ends with
@@ -76,6 +83,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import psycopg2
 import requests
 
@@ -677,6 +685,14 @@ SOAK_RATE = 3  # sandbox changes a second during --soak
 # f): the sandbox's clients, the seconds and rate of its traffic, how often each server is asked
 # for a sync
 TWO_CLIENTS, TWO_SECONDS, TWO_RATE, TWO_ASK_EVERY = 300, 30, 4, 3
+# g): a first sync that needs several executions of the cron under small worker limits
+LIMITED_CLIENTS, LIMITED_TIMEOUT, LIMITED_PHONE = 20000, 600, "+1 555 0199"
+# CPU is what the sync spends; 8 s a pass makes it take many executions. Not a smaller real-time
+# limit: Odoo 18's cron worker waits up to 69 s between two polls without telling the master it
+# lives, and below 70 s the master kills idle cron workers (every 16 s with 15 s, measured).
+LIMITS = ("--limit-time-real=75", "--limit-time-cpu=8")
+CLIENT_PAGES_ROUTE = "GET /accounting/account/{account_id}/users/clients"
+PAGES_AHEAD = 3  # freshbooks_sync.PAGES_AHEAD
 SKIPPED = "skipped: another run is in progress"  # freshbooks_sync._run, when the lock is taken
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \d+ (\w+) ")
 
@@ -718,7 +734,7 @@ class Server:
         self.log = odoo.work / f"{name}.log"
         self.process = None
 
-    def start(self, workers=2):
+    def start(self, workers=2, options=()):
         launcher = self.odoo.work / "odoo-server"
         launcher.write_text(LAUNCHER)
         with self.log.open("w") as out:
@@ -726,7 +742,8 @@ class Server:
                 [sys.executable, str(launcher), *self.odoo.common, "-d", self.db,
                  f"--db-filter=^{re.escape(self.db)}$", f"--workers={workers}",
                  "--max-cron-threads=1", "--http-interface=127.0.0.1",
-                 f"--http-port={self.port}", f"--gevent-port={free_port()}", "--log-level=info"],
+                 f"--http-port={self.port}", f"--gevent-port={free_port()}", "--log-level=info",
+                 *options],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -759,6 +776,13 @@ class Server:
         except (ProcessLookupError, PermissionError):
             pass
         self.process.wait()
+
+    def cron_worker(self):
+        """The worker running the sync: of the server's workers, the busy one (the HTTP
+        workers wait for requests; the websocket worker is left out)."""
+        workers = [child for child in psutil.Process(self.process.pid).children()
+                   if "gevent" not in child.cmdline()]  # `odoo gevent ...`: the websocket one
+        return max(workers, key=lambda child: sum(child.cpu_times()[:2]))
 
     def text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -794,6 +818,102 @@ class Server:
         """How many runs of a cron job have ended (done or failed) so far."""
         return sum(1 for line in self.text().splitlines() if f"Job '{cron_name}' (" in line
                    and (" done in " in line or " failed" in line or " timed out" in line))
+
+
+def limited_server(checks, odoo, db_name):
+    print(f"-- g) a first sync of {LIMITED_CLIENTS:,} clients by a prefork server with worker "
+          f"limits of {' '.join(LIMITS)}: the cron worker SIGKILLed and the token expired on "
+          "the way, a contact edited", flush=True)
+    sandbox, url = start_sandbox(LIMITED_CLIENTS, invoices=1)
+    server = Server(odoo, db_name, "limited-server")
+    db = Database(db_name)
+    try:
+        process, log = odoo.shell(db_name, CONNECT.format(url=url, module=MODULE),
+                                  "limited-connect")
+        code, output = wait(process, log)
+        if not checks.check(code == 0 and marker(output, "FAULTS_CONNECTED"),
+                            "g) the company is connected to the sandbox", f"exit code {code}"):
+            return
+        clients = sandbox_clients(url)
+        expected = sum(1 for c in clients if str(c.get("vis_state")) == "0")
+        listed = sum(1 for c in clients if str(c.get("vis_state")) != "1")
+        # The pages a run that never starts over asks: every listed page and the deleted ones'.
+        pages = -(-listed // 100) + max(1, -(-(len(clients) - listed) // 100))
+        db.rows("UPDATE ir_cron SET nextcall = now() at time zone 'UTC' WHERE id = (SELECT res_id "
+                "FROM ir_model_data WHERE module = %s AND name = 'ir_cron_freshbooks_sync') "
+                "RETURNING id", [MODULE])
+        server.start(options=LIMITS)
+        server.wait_ready()
+        rpc = Rpc(server.url, db_name, "admin", "admin")
+        start, woken = time.time(), 0
+        edited = killed = tokens_before = None
+        while time.time() - start < LIMITED_TIMEOUT and server.alive():
+            first = db.rows("SELECT state FROM freshbooks_sync_log ORDER BY id LIMIT 1")
+            if first and first[0][0] != "running":
+                break
+            if time.time() - woken > 2:
+                # Until the worker listens, a notification is lost; a worker started again after
+                # the kill would otherwise wait for its next poll (up to 69 s).
+                notify_cron(db_name)
+                woken = time.time()
+            linked = db.linked()
+            if edited is None and linked:
+                edited = db.rows("SELECT id, freshbooks_client_id FROM res_partner WHERE "
+                                 "freshbooks_client_id IS NOT NULL ORDER BY id LIMIT 1")[0]
+                rpc("res.partner", "write", [edited[0]], {"phone": LIMITED_PHONE})
+            if tokens_before is None and linked > expected // 4:
+                tokens_before = sandbox_call(url, "/_sandbox/state")["requests"].get(TOKEN_ROUTE, 0)
+                sandbox_call(url, "/_sandbox/expire_tokens", {})
+            if killed is None and linked > expected // 2:
+                server.cron_worker().send_signal(signal.SIGKILL)
+                killed = linked
+            time.sleep(0.2)
+        seconds = time.time() - start
+        time.sleep(2)  # what the worker does after the run's last execution
+        runs = db.rows("SELECT state, executions, COALESCE(created, 0) + COALESCE(linked, 0) "
+                       "FROM freshbooks_sync_log WHERE kind = 'full' ORDER BY id")
+        state, executions, imported = runs[0] if runs else (None, 0, 0)
+        checks.check(state in ("done", "partial") and len(runs) == 1 and executions >= 3,
+                     f"g) the first sync of {LIMITED_CLIENTS:,} clients finished, one run over "
+                     f"{executions} executions, in {seconds:.0f}s",
+                     f"runs {runs}, server {'running' if server.alive() else 'exited'}")
+        check_contacts(checks, db, clients, "g)")
+        checks.check(imported == expected, "g) its log counts each active client once",
+                     f"{imported} of {expected}")
+        checks.check(killed and 0 < killed < expected,
+                     "g) the cron worker was SIGKILLed in the middle of the run",
+                     f"at {killed} of {expected} contacts")
+        asked = sandbox_call(url, "/_sandbox/state")["requests"].get(CLIENT_PAGES_ROUTE, 0)
+        slack = PAGES_AHEAD * (executions + 1)
+        checks.check(asked <= pages + slack, "g) each execution, the killed one's successor "
+                     "included, went on from the last committed page",
+                     f"{asked} client pages asked for {pages} (slack {slack})")
+        phone = sandbox_call(url, f"/_sandbox/clients/{edited[1]}")["client"].get("bus_phone") \
+            if edited else None
+        checks.check(phone == LIMITED_PHONE, "g) the contact edited during the sync reached "
+                     "FreshBooks", f"{phone!r}")
+        renewed = sandbox_call(url, "/_sandbox/state")["requests"].get(TOKEN_ROUTE, 0) - (
+            tokens_before or 0)
+        account_state = db.value("SELECT state FROM freshbooks_account")
+        checks.check(tokens_before is not None and renewed == 1 and account_state == "connected",
+                     "g) the token that expired on the way was renewed once, and stays "
+                     "connected", f"{renewed} token requests, {account_state}")
+        running = db.value("SELECT count(*) FROM freshbooks_sync_log WHERE state = 'running'")
+        checks.check(running == 0, "g) no run left running", f"{running}")
+        limits = [line for line in server.text().splitlines()
+                  if "CPU time limit" in line or "timeout after" in line]
+        checks.check(not limits, "g) no worker reached Odoo's limits", "\n".join(limits[:3]))
+        errors = server.errors()
+        checks.check(not errors, "g) no ERROR or traceback in the server log",
+                     f"{len(errors)} lines")
+        show_errors(errors)
+        print(f"limited server: {LIMITED_CLIENTS} clients, {expected} active, {executions} "
+              f"executions, {seconds:.0f}s, killed at {killed}, {asked} client pages for "
+              f"{pages}", flush=True)
+    finally:
+        server.stop()
+        stop_sandbox(sandbox)
+        db.close()
 
 
 def show_errors(lines, limit=20):
@@ -1364,7 +1484,8 @@ def checks_main(args, odoo, work):
     db_kill, db_race, db_revoke, db_story = (args.db, args.db + "_race", args.db + "_revoke",
                                              args.db + "_story")
     db_neutral, db_two, db_tokens = args.db + "_neutral", args.db + "_two", args.db + "_tokens"
-    made = [db_race, db_revoke, db_story, db_neutral, db_two, db_tokens]
+    db_limited = args.db + "_limited"
+    made = [db_race, db_revoke, db_story, db_neutral, db_two, db_tokens, db_limited]
     start = time.monotonic()
     sandbox, url = start_sandbox()
     try:
@@ -1374,6 +1495,7 @@ def checks_main(args, odoo, work):
         checks.check(module_state(db_kill) == "installed", f"{MODULE} is installed in {db_kill}")
         odoo.copydb(db_kill, db_story)  # the fresh install, for the prefork story
         odoo.copydb(db_kill, db_two)  # and for the two servers
+        odoo.copydb(db_kill, db_limited)  # and for the limited server
         process, log = odoo.shell(db_kill, CONNECT.format(url=url, module=MODULE), "connect")
         code, output = wait(process, log)
         connected = marker(output, "FAULTS_CONNECTED")
@@ -1399,6 +1521,7 @@ def checks_main(args, odoo, work):
         if connected:
             later.append((neutralized_copy, db_kill, db_neutral))
         later.append((two_servers, db_two))
+        later.append((limited_server, db_limited))
         for scenario, *extra in later:
             try:
                 scenario(checks, odoo, *extra)
