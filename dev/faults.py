@@ -52,7 +52,12 @@ g) on NAME_limited, Odoo's prefork server with small worker limits (--limit-time
    worker is SIGKILLed (its successor goes on from the last committed page), the access token
    expires (renewed once), and a contact is edited over JSON-RPC (it reaches FreshBooks). Every
    active client must be one contact, no run left running, no limit reached, no ERROR. Prints
-   `limited server: ...`: the clients, executions, seconds and client pages asked.
+   `limited server: ...`: the clients, executions, seconds and client pages asked;
+h) on NAME_refused, with Odoo's base_vat installed and a sandbox with its hostile clients and
+   documents: a contact named like the client whose VAT number base_vat refuses, and a webhook
+   hint for that client queued. The full sync must end done with errors: that client one line
+   with its id, name and reason, its hint waiting to be tried again, every other active client a
+   contact, the documents of the wrong types stored on their contact, no ERROR.
 
 After a), b) and f): one contact per active FreshBooks client, no client linked twice, no name
 imported twice, and the sync log tells what happened. Prints one line per check and ends with
@@ -240,18 +245,19 @@ class Odoo:
         if source and source.is_dir():
             shutil.copytree(source, target)
 
-    def install(self, db):
-        self.dropdb(db)
+    def install(self, db, modules=MODULE, fresh=True):
+        if fresh:
+            self.dropdb(db)
         log = self.work / f"install-{db}.log"
         with log.open("w") as out:
             code = subprocess.call(  # noqa: S603
-                [sys.executable, "-m", "odoo", *self.common, "-d", db, "-i", MODULE,
+                [sys.executable, "-m", "odoo", *self.common, "-d", db, "-i", modules,
                  "--stop-after-init", "--without-demo=all", "--log-level=warn",
                  "--http-port", str(free_port())], stdout=out, stderr=subprocess.STDOUT,
                 timeout=TIMEOUT * 3)
         if code:
             print(log.read_text()[-3000:])
-            raise SystemExit(f"installing {MODULE} in {db} failed (exit code {code})")
+            raise SystemExit(f"installing {modules} in {db} failed (exit code {code})")
 
     def neutralize(self, db):
         """Odoo's own `odoo neutralize -d db`; returns (exit code, its output)."""
@@ -295,12 +301,13 @@ def marker(output, word):
     return None
 
 
-def start_sandbox(clients=CLIENTS, invoices=INVOICES, latency_ms=LATENCY_MS, webhook_delay=0.2):
+def start_sandbox(clients=CLIENTS, invoices=INVOICES, latency_ms=LATENCY_MS, webhook_delay=0.2,
+                  hostile=False):
     port = free_port()
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, str(SANDBOX), "--port", str(port), "--clients", str(clients),
          "--invoices", str(invoices), "--seed", str(SEED), "--latency-ms", str(latency_ms),
-         "--webhook-delay", str(webhook_delay)],
+         "--webhook-delay", str(webhook_delay), *(["--hostile"] if hostile else [])],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()
     if "http://127.0.0.1:" not in line:
@@ -916,6 +923,76 @@ def limited_server(checks, odoo, db_name):
         db.close()
 
 
+# h): a contact named like the client whose VAT number base_vat refuses, and a webhook hint for
+# that client waiting in the queue.
+REFUSED = """
+env["res.partner"].create({{"name": {name!r}, "is_company": True}})
+account = env["freshbooks.account"].search([("state", "=", "connected")])
+env["freshbooks.queue"]._enqueue(account, "client", {ref!r}, "webhook")
+env.cr.commit()
+print("FAULTS_REFUSED", flush=True)
+"""
+
+
+def refused_records(checks, odoo, db_name):
+    print("-- h) records Odoo refuses: with base_vat installed, a client whose VAT number it "
+          "refuses (linked by name, and in the queue), the sandbox's hostile clients and "
+          "documents", flush=True)
+    odoo.install(db_name, "base_vat", fresh=False)
+    sandbox, url = start_sandbox(clients=200, invoices=2, hostile=True)
+    db = Database(db_name)
+    try:
+        clients = sandbox_clients(url)
+        hostile = {c["username"][len("hostile_"):]: c for c in clients
+                   if str(c.get("username") or "").startswith("hostile_")}
+        refused = hostile["invalid_vat"]
+        outputs = []
+        for name, script in (("refused-connect", CONNECT.format(url=url, module=MODULE)),
+                             ("refused-setup", REFUSED.format(name=refused["organization"],
+                                                              ref=str(refused["id"]))),
+                             ("refused-sync", SYNC.format(ready="", go=""))):
+            code, output = wait(*odoo.shell(db_name, script, name))
+            outputs.append(output)
+            if not checks.check(code == 0, f"h) {name} ran", f"exit code {code}"):
+                return
+        result = marker(outputs[-1], "FAULTS_SYNC")
+        log_id = int(result[0]) if result and result[0].isdigit() else 0
+        checks.check(result and result[1] == "partial",
+                     "h) the sync ends done with errors, not failed", f"{result}")
+        lines = db.rows("SELECT client_ref, client_name, reason FROM freshbooks_sync_log_line "
+                        "WHERE log_id = %s AND level = 'error'", [log_id])
+        vat_lines = [line for line in lines if line[0] == str(refused["id"])]
+        checks.check(len(vat_lines) >= 1 and all("VAT" in reason for _r, _n, reason in vat_lines)
+                     and vat_lines[0][1] == refused["organization"],
+                     "h) the client base_vat refuses is a line with its id, name and reason",
+                     f"{vat_lines}")
+        linked = {ref for (ref,) in db.rows("SELECT freshbooks_client_id FROM res_partner "
+                                            "WHERE freshbooks_client_id IS NOT NULL")}
+        reported = {line[0] for line in lines}
+        active = {str(c["id"]) for c in clients if str(c.get("vis_state")) == "0"}
+        checks.check(active - reported <= linked and str(refused["id"]) not in linked,
+                     "h) every other active client is a contact",
+                     f"{len(active - reported - linked)} missing")
+        row = db.rows("SELECT attempts, next_try IS NOT NULL, last_error FROM freshbooks_queue "
+                      "WHERE object_ref = %s", [str(refused["id"])])
+        checks.check(row and row[0][0] == 1 and row[0][1] and "VAT" in (row[0][2] or ""),
+                     "h) its webhook hint waits to be tried again, with the reason", f"{row}")
+        documents = db.rows(
+            "SELECT (SELECT count(*) FROM freshbooks_invoice i WHERE i.partner_id = p.id), "
+            "(SELECT count(*) FROM freshbooks_payment y WHERE y.partner_id = p.id), "
+            "(SELECT count(*) FROM freshbooks_estimate e WHERE e.partner_id = p.id) "
+            "FROM res_partner p WHERE p.freshbooks_client_id = %s",
+            [str(hostile["documents"]["id"])])
+        checks.check(documents == [(4, 1, 1)],
+                     "h) the documents of the wrong types are on their contact", f"{documents}")
+        problems = [line for output in outputs for line in output.splitlines()
+                    if " ERROR " in line or "Traceback" in line]
+        checks.check(not problems, "h) no ERROR or traceback", "\n".join(problems[:5]))
+    finally:
+        stop_sandbox(sandbox)
+        db.close()
+
+
 def show_errors(lines, limit=20):
     for line in lines[:limit]:
         print(f"    {line[:300]}", flush=True)
@@ -1484,8 +1561,8 @@ def checks_main(args, odoo, work):
     db_kill, db_race, db_revoke, db_story = (args.db, args.db + "_race", args.db + "_revoke",
                                              args.db + "_story")
     db_neutral, db_two, db_tokens = args.db + "_neutral", args.db + "_two", args.db + "_tokens"
-    db_limited = args.db + "_limited"
-    made = [db_race, db_revoke, db_story, db_neutral, db_two, db_tokens, db_limited]
+    db_limited, db_refused = args.db + "_limited", args.db + "_refused"
+    made = [db_race, db_revoke, db_story, db_neutral, db_two, db_tokens, db_limited, db_refused]
     start = time.monotonic()
     sandbox, url = start_sandbox()
     try:
@@ -1496,6 +1573,7 @@ def checks_main(args, odoo, work):
         odoo.copydb(db_kill, db_story)  # the fresh install, for the prefork story
         odoo.copydb(db_kill, db_two)  # and for the two servers
         odoo.copydb(db_kill, db_limited)  # and for the limited server
+        odoo.copydb(db_kill, db_refused)  # and for base_vat
         process, log = odoo.shell(db_kill, CONNECT.format(url=url, module=MODULE), "connect")
         code, output = wait(process, log)
         connected = marker(output, "FAULTS_CONNECTED")
@@ -1522,6 +1600,7 @@ def checks_main(args, odoo, work):
             later.append((neutralized_copy, db_kill, db_neutral))
         later.append((two_servers, db_two))
         later.append((limited_server, db_limited))
+        later.append((refused_records, db_refused))
         for scenario, *extra in later:
             try:
                 scenario(checks, odoo, *extra)

@@ -1,6 +1,7 @@
 """Read-only copies of a client's FreshBooks documents (invoices, payments, estimates)."""
 
 import json
+import math
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -13,14 +14,14 @@ from .freshbooks_mapping import clean_text
 
 def fb_money(value):
     """FreshBooks money: {"amount": "12.00", "code": "USD"}; amounts are strings. Anything
-    that is not a finite number (NaN, Infinity, a list) counts as 0."""
+    that is not a finite number (NaN, Infinity, 1e400, a list) counts as 0."""
     if isinstance(value, dict):
         value = value.get("amount")
     try:
-        amount = Decimal(str(value))
+        amount = float(Decimal(str(value)))
     except (InvalidOperation, ValueError, TypeError):
         return 0.0
-    return float(amount) if amount.is_finite() else 0.0
+    return amount if math.isfinite(amount) else 0.0
 
 
 def fb_date(value):

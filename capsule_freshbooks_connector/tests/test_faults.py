@@ -285,6 +285,12 @@ class TestHostileData(FaultsCase):
         self.assertEqual(partner_of("null_names").name, "only.email@hostile.example")
         self.assertNotIn("\u202e", partner_of("unicode_name").name)
         self.assertIn("😀", str(partner_of("unicode_name").comment))
+        # Documents of the wrong types are stored, read as well as they can be.
+        documents = partner_of("documents")
+        self.assertEqual(len(documents.freshbooks_invoice_ids), 4)
+        self.assertEqual(documents.freshbooks_payment_ids.note, "nul inside")
+        self.assertEqual((documents.freshbooks_estimate_ids.number,
+                          documents.freshbooks_estimate_ids.amount), ("E 1", 0.0))
         twins = partner_of("duplicate_org_1") | partner_of("duplicate_org_2")
         self.assertEqual(len(twins), 2, "two clients, two contacts")
 

@@ -291,6 +291,10 @@ def _day(ts):
     return time.strftime("%Y-%m-%d", time.gmtime(ts - EASTERN_OFFSET))
 
 
+# A Belgian VAT number whose check digits are wrong: Odoo's base_vat refuses it.
+INVALID_VAT = "BE0477472702"
+
+
 def _money(cents, code):
     sign = "-" if cents < 0 else ""
     cents = abs(int(cents))
@@ -708,7 +712,9 @@ class Sandbox:
                                                                           anchor))
             if hostile:
                 for fields in self._hostile_fields(rng, anchor):
-                    self._new_client(account, fields)
+                    client = self._new_client(account, fields)
+                    if fields["username"] == "hostile_documents":
+                        self._hostile_documents(client)
 
     def _pick_name(self, rng, used, company, country):
         for attempt in range(60):
@@ -914,6 +920,10 @@ class Sandbox:
                               "organization": "שלום Ltd \u202eRTL"}),
             ("null_names", {"fname": None, "lname": None, "organization": None,
                             "email": "only.email@hostile.example"}),
+            # A VAT number that Odoo's VAT module (base_vat) refuses: a wrong check digit.
+            ("invalid_vat", {"organization": "Refused Vat Holdings", "p_country": "Belgium",
+                             "vat_number": INVALID_VAT}),
+            ("documents", {"organization": "Hostile Documents Ltd"}),
         ]
         for kind, fields in rows:
             fields = dict(fields)
@@ -922,6 +932,23 @@ class Sandbox:
             fields["updated"] = _eastern(anchor - rng.randint(1, 90 * 86400))
             fields["uuid"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             yield fields
+
+    def _hostile_documents(self, client):
+        """Documents whose values are of the wrong type, as real accounts hold them."""
+        raw = [
+            ("invoice", {"amount": "12.00", "currency_code": ""}),  # money as a plain string
+            ("invoice", {"v3_status": ["paid"], "status": [4]}),  # lists for a status
+            ("invoice", {"amount": {"amount": "NaN", "code": "USD"}, "outstanding": "Infinity"}),
+            ("invoice", {"invoice_number": "NUL\x00 42", "due_date": ["2024-01-01"]}),
+        ]
+        for number, (_kind, fields) in enumerate(raw, 1):
+            invoice = self._new_invoice(client, {"invoice_number": f"HOSTILE-{number}"})
+            invoice["extra"].update(fields)
+        payment = self.add_payment(invoice["id"], amount="1.00")
+        self.corrupt("payment", payment["id"], note="nul\x00inside", type=["Cash"])
+        estimate = self.add_estimate(client["id"], estimate_number="E-1")
+        self.corrupt("estimate", estimate["id"], estimate_number="E\x00 1",
+                     amount={"amount": "1e400", "code": "USD"})
 
     # -- object construction (lock held) ------------------------------------------------------
 
@@ -2705,7 +2732,8 @@ def main(argv=None):
     parser.add_argument("--token-ttl", type=int, default=43200)
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
     parser.add_argument("--client-secret", default=DEFAULT_CLIENT_SECRET)
-    parser.add_argument("--hostile", action="store_true", help="add ~14 hostile clients")
+    parser.add_argument("--hostile", action="store_true",
+                        help="add 16 hostile clients (one with hostile documents)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     if args.host not in LOOPBACK_HOSTS:
