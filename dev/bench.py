@@ -202,6 +202,57 @@ def base_import(env, clients):
     return elapsed, len(result.get("ids") or [])
 
 
+# What the sync writes of a contact, besides its connection.
+FLOOR_FIELDS = ["name", "is_company", "email", "phone", "mobile", "street", "street2", "city",
+                "zip", "state_id", "country_id", "vat", "comment", "team_id", "company_id",
+                "freshbooks_client_id", "freshbooks_state", "freshbooks_push_state",
+                "freshbooks_sent_values"]
+FLOOR_PAGE = 100  # what the sync writes at once: a page of clients
+
+
+def sync_writes(env, account, first_new_id):
+    """What the initial sync wrote: the contacts it created, the values it wrote on the contacts
+    it linked, and their chatter notes."""
+    Partner = env["res.partner"].with_context(active_test=False)
+    partners = Partner.search([("freshbooks_account_id", "=", account.id)], order="id")
+    values = partners.read(FLOOR_FIELDS, load=None)
+    created = [v for v in values if v["id"] >= first_new_id]
+    linked = {v["id"]: v for v in values if v["id"] < first_new_id}
+    notes = {m.res_id: m.body for m in env["mail.message"].search(
+        [("model", "=", "res.partner"), ("res_id", "in", list(linked)),
+         ("body", "ilike", "Linked to FreshBooks client")])}
+    return created, linked, notes
+
+
+def orm_floor(env, account, writes):
+    """What Odoo itself costs for the same writes, on a copy of the database from before the
+    sync: the ORM create of the new contacts, the link writes and their chatter notes, a page
+    at a time, with the sync's context."""
+    created, linked, notes = writes
+    Partner = env["res.partner"].with_context(
+        active_test=False, freshbooks_no_push=True, tracking_disable=True, mail_create_nolog=True,
+        mail_notrack=True)
+    link = {"freshbooks_account_id": account.id}
+    before = {v["id"]: v for v in Partner.browse(list(linked)).read(FLOOR_FIELDS, load=None)}
+    start = time.perf_counter()
+    for page in range(0, len(created), FLOOR_PAGE):
+        vals = [dict({k: v for k, v in row.items() if k != "id"}, **link)
+                for row in created[page:page + FLOOR_PAGE]]
+        Partner.create(vals)
+        env.flush_all()
+    ids = list(linked)
+    for page in range(0, len(ids), FLOOR_PAGE):
+        for pid in ids[page:page + FLOOR_PAGE]:
+            # The values the link wrote: its own and the fields it filled.
+            Partner.browse(pid).write(dict(link, **{k: v for k, v in linked[pid].items()
+                                                    if k != "id" and v != before[pid][k]}))
+        batch = {pid: notes[pid] for pid in ids[page:page + FLOOR_PAGE] if pid in notes}
+        Partner.browse(list(batch))._message_log_batch(batch)
+        env.flush_all()
+    env.cr.commit()
+    return time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--clients", type=int, default=10000)
@@ -212,6 +263,9 @@ def main():
     parser.add_argument("--db", default="freshbooks_bench")
     parser.add_argument("--addons-path", required=True)
     parser.add_argument("--profile", help="write a cProfile of the initial sync to this file")
+    parser.add_argument("--commit-interval", type=float,
+                        help="seconds between two commits of a run's pages (default: the "
+                             "add-on's; 0 commits every page)")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="the sandbox waits this long before each answer, as a remote "
                              "FreshBooks would (0: loopback speed)")
@@ -228,11 +282,18 @@ def main():
         matching = seed_existing_contacts(env, clients, existing, args.seed)
         log(f"{existing} existing contacts, {matching} named like a client")
         close(cr, args.db)
-        import_db = args.db + "_import"
-        subprocess.run(["dropdb", "--if-exists", import_db], check=True)  # noqa: S603,S607
-        subprocess.run(["createdb", "-T", args.db, import_db], check=True)  # noqa: S603,S607
+        import_db, floor_db = args.db + "_import", args.db + "_floor"
+        for copy in (import_db, floor_db):
+            subprocess.run(["dropdb", "--if-exists", copy], check=True)  # noqa: S603,S607
+            subprocess.run(["createdb", "-T", args.db, copy], check=True)  # noqa: S603,S607
 
         env, cr = odoo_env(args.db, args.addons_path)
+        if args.commit_interval is not None:
+            from odoo.addons.capsule_freshbooks_connector.models import freshbooks_sync
+
+            freshbooks_sync.COMMIT_INTERVAL = args.commit_interval
+        env.cr.execute("SELECT COALESCE(max(id), 0) + 1 FROM res_partner")
+        first_new_id = env.cr.fetchone()[0]
         account = connect(env, url)
         rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         initial = timed_sync(env, account, url, full=True, profile=args.profile)
@@ -247,6 +308,13 @@ def main():
         duplicates = env.cr.fetchone()[0]
         log(f"initial sync: {initial[3]._summary()}")
         log(f"second sync: {noop[3]._summary()}")
+        writes = sync_writes(env, account, first_new_id)
+        cr.close()
+
+        env, cr = odoo_env(floor_db, args.addons_path)
+        orm_floor_s = orm_floor(env, connect(env, url), writes)
+        log(f"ORM floor: {len(writes[0])} created, {len(writes[1])} linked, "
+            f"{len(writes[2])} notes")
         cr.close()
 
         env, cr = odoo_env(import_db, args.addons_path)
@@ -273,6 +341,8 @@ def main():
     print(f"push_{push[2]}_edits_requests={push[1]}")
     print(f"base_import_s={base_import_s:.2f}")
     print(f"ratio_initial_sync_vs_base_import={initial[0] / base_import_s:.2f}")
+    print(f"orm_floor_s={orm_floor_s:.2f}")
+    print(f"ratio_initial_sync_vs_orm_floor={initial[0] / orm_floor_s:.2f}")
     sys.stdout.flush()
     os._exit(0)  # Odoo's registries keep threads alive; nothing is left to clean
 
