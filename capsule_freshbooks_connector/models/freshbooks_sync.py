@@ -114,11 +114,6 @@ class Tally:
         if progress:
             log._progress_many(progress)
 
-    def _progress_many(self, progress):
-        """A page's Tally applied to the run's (stored pages report no progress)."""
-        for kind, (done, total) in progress.items():
-            self._progress(kind, done, total)
-
 
 class Stopped(Exception):
     """A lister told to stop: its run failed, and says why."""

@@ -1,9 +1,13 @@
 """Runs that always finish: a run works for a bounded time per execution and goes on at the next
 one from its last committed page; deletions are what FreshBooks says, never a guess."""
 
+import resource
+import threading
+import time
 from unittest.mock import patch
 
-from odoo.tests import tagged
+from odoo.tests import BaseCase, tagged
+from odoo.tools import config
 
 from ..freshbooks import FreshBooksClient
 from ..models import cron_budget
@@ -161,3 +165,38 @@ class TestDeletionsSeen(FreshbooksCase):
         refs = self.env["freshbooks.invoice"].search([]).mapped("invoice_ref")
         self.assertEqual(refs, [str(kept["id"])])
         self.assertEqual(log.invoices_removed, 1)
+
+
+@tagged("post_install", "-at_install")
+class TestCronBudget(BaseCase):
+    """What one execution may spend, from Odoo's worker limits (prefork: a CPU limit per pass)."""
+
+    def budget(self, cpu_limit, real_limit, started=None):
+        soft = int(cron_budget.cpu_seconds() + cpu_limit)
+        limits = {"limit_time_real_cron": -1, "limit_time_real": real_limit}
+        with patch.object(resource, "getrlimit", return_value=(soft, resource.RLIM_INFINITY)), \
+                patch.dict(config.options, limits), \
+                patch.object(threading.current_thread(), "start_time", None, create=True):
+            if started is not None:
+                cron_budget._pass.update(soft=soft, started=started, spent=False)
+            return cron_budget.for_cron()
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(cron_budget._pass.clear)
+
+    def test_an_execution_takes_a_share_of_what_the_limits_leave(self):
+        budget = self.budget(cpu_limit=8, real_limit=75)
+        # 40% of the CPU left in the pass (8 s, less what this process spent in its last second).
+        self.assertAlmostEqual(budget.left(), 0.4 * 8, delta=0.45)
+        self.assertFalse(budget.spent())
+        generous = self.budget(cpu_limit=600, real_limit=1200)
+        self.assertAlmostEqual(generous.left(), cron_budget.MAX_SECONDS, delta=0.1)
+
+    def test_the_next_execution_of_a_pass_gets_what_is_left_of_it(self):
+        budget = self.budget(cpu_limit=60, real_limit=15, started=time.time() - 13)
+        self.assertAlmostEqual(budget.left(), 0.4 * 2, delta=0.1)
+        # A pass said to be spent starts over at the next execution.
+        cron_budget.end_pass()
+        fresh = self.budget(cpu_limit=60, real_limit=15)
+        self.assertAlmostEqual(fresh.left(), 0.4 * 15, delta=0.1)
