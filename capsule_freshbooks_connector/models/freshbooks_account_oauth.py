@@ -90,14 +90,14 @@ class FreshbooksAccountOAuth(models.Model):
             return False
         links = self.env["res.partner"].sudo().with_context(active_test=False).search_count(
             [("freshbooks_account_id", "=", self.id)])
-        invoices = self.env["freshbooks.invoice"].sudo().search_count(
-            [("account_id", "=", self.id)])
+        copies = sum(model._fb_copy_count(self)
+                     for model in self.env["freshbooks.synced"]._fb_types().values())
         return self.env._(
             "This company is connected to the FreshBooks business %(old)s. Switching to another "
             "business unlinks %(links)s contacts from their FreshBooks clients (the contacts "
-            "stay) and removes %(invoices)s invoice copies; the first sync of the new business "
-            "links contacts again by name.", old=self.fb_business_name or self.fb_account_id,
-            links=links, invoices=invoices)
+            "stay) and removes %(copies)s copies of its invoices and other documents; the first "
+            "sync of the new business links contacts again by name.",
+            old=self.fb_business_name or self.fb_account_id, links=links, copies=copies)
 
     def _set_business(self, fb_account_id, confirmed=False):
         self.ensure_one()
@@ -126,14 +126,14 @@ class FreshbooksAccountOAuth(models.Model):
         self._schedule_sync()
 
     def _forget_business(self):
-        """Everything that points at the old business's objects: links, copies, waiting work,
-        webhooks. Its sync logs stay, but no longer count for the new business."""
-        self.env["res.partner"].sudo().with_context(active_test=False).search(
-            [("freshbooks_account_id", "=", self.id)]).with_context(
-            freshbooks_no_push=True).write({
-                "freshbooks_client_id": False, "freshbooks_account_id": False,
-                "freshbooks_state": False, "freshbooks_push_state": False,
-                "freshbooks_push_error": False, "freshbooks_sent_values": False})
-        for model in ("freshbooks.invoice", "freshbooks.queue", "freshbooks.review"):
+        """Everything that points at the old business's objects: links and copies of every
+        synced type, waiting work, reviews, run positions, webhooks. Its sync logs stay, but no
+        longer count for the new business."""
+        for model in self.env["freshbooks.synced"]._fb_types().values():
+            model._fb_forget(self)
+        for model in ("freshbooks.queue", "freshbooks.review"):
             self.env[model].sudo().search([("account_id", "=", self.id)]).unlink()
+        # A run of the old business is never taken up again (freshbooks.sync._close_interrupted).
+        self.env["freshbooks.sync.position"].sudo().search(
+            [("log_id.account_id", "=", self.id)]).unlink()
         self.env["freshbooks.webhook"]._remove_all(self)

@@ -211,6 +211,14 @@ class FreshbooksClientSync(models.AbstractModel):
         return bool(self.env["freshbooks.client.push"]._pending_partners(account))
 
     @api.model
+    def _fb_forget(self, account):
+        # The contacts stay, unlinked: the new business's first sync links them again by name.
+        self._partners().search([("freshbooks_account_id", "=", account.id)]).write({
+            "freshbooks_client_id": False, "freshbooks_account_id": False,
+            "freshbooks_state": False, "freshbooks_push_state": False,
+            "freshbooks_push_error": False, "freshbooks_sent_values": False})
+
+    @api.model
     def _resolve_review(self, review, partner):
         review = review.sudo()
         account = review.account_id

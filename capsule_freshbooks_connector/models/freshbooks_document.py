@@ -208,6 +208,21 @@ class FreshbooksDocument(models.AbstractModel):
             self.env["res.partner"].invalidate_model()
 
     @api.model
+    def _fb_copy_count(self, account):
+        return self.search_count([("account_id", "=", account.id)])
+
+    @api.model
+    def _fb_forget(self, account):
+        # One statement: a business may have tens of thousands of copies, and they have
+        # nothing the ORM would clean up after them.
+        self.flush_model()
+        cr = self.env.cr
+        cr.execute(sql.SQL("DELETE FROM {} WHERE account_id = %s").format(
+            sql.Identifier(self._table)).as_string(cr._obj), [account.id])
+        self.invalidate_model()
+        self.env["res.partner"].invalidate_model()
+
+    @api.model
     def _fb_refresh_partner(self, account, fb, partner):
         client_ref = partner.freshbooks_client_id
         raws = [raw for page in fb.iter_pages(account.fb_account_id, self._fb_resource,

@@ -76,27 +76,63 @@ class FreshbooksReview(models.Model):
             review = self.create(values)
         return review
 
-    def action_link(self):
+    def _check_open(self):
+        """A review is decided once, by someone working in its company: a form left open must
+        not decide it again, nor move a contact linked meanwhile. Returns it (sudo)."""
         self.ensure_one()
-        if self.kind == "add":
-            choice = next((c for c in self.client_choices or []
-                           if c["id"] == (self.link_client_ref or "").strip()), None)
+        review = self.sudo()
+        if not self.env.su and review.company_id not in self.env.companies:
+            raise UserError(self.env._("This review belongs to %s, a company you are not working "
+                                       "in: switch to it first.", review.company_id.name))
+        self.check_access("write")
+        if review.state != "open":
+            raise UserError(self.env._("This review is already resolved (%s): reload the page.",
+                                       review.resolution))
+        return review
+
+    def _check_contact(self, partner):
+        """The contact a decision links or sends: of this review's company (or shared), and
+        neither linked to a FreshBooks client nor on its way to one already."""
+        partner = partner.sudo()
+        if partner.company_id and partner.company_id != self.company_id:
+            raise UserError(self.env._("%(contact)s belongs to %(company)s, not to the company "
+                                       "of this review.", contact=partner.display_name,
+                                       company=partner.company_id.name))
+        if partner.freshbooks_client_id:
+            raise UserError(self.env._(
+                "%(contact)s is already linked to FreshBooks client %(ref)s of %(business)s.",
+                contact=partner.display_name, ref=partner.freshbooks_client_id,
+                business=partner.freshbooks_account_id.fb_business_name
+                or partner.freshbooks_account_id.company_id.name))
+        if partner.freshbooks_push_state == "pending":
+            raise UserError(self.env._("%s is being sent to FreshBooks already.",
+                                       partner.display_name))
+
+    def action_link(self):
+        review = self._check_open()
+        if review.kind == "add":
+            choice = next((c for c in review.client_choices or []
+                           if c["id"] == (review.link_client_ref or "").strip()), None)
             if not choice:
                 raise UserError(self.env._("Enter the ID of one of the FreshBooks clients listed."))
-            self.env["freshbooks.client.sync"]._link_refused_contact(self, choice["data"])
+            review._check_contact(review.contact_id)
+            self.env["freshbooks.client.sync"]._link_refused_contact(review, choice["data"])
             return
-        if not self.partner_id:
+        if not review.partner_id:
             raise UserError(self.env._("Choose the contact to link to this FreshBooks client."))
-        if self.partner_id.freshbooks_client_id:
-            raise UserError(self.env._("%s is already linked to a FreshBooks client.",
-                                       self.partner_id.display_name))
-        self.env["freshbooks.client.sync"]._resolve_review(self, self.partner_id)
+        review._check_contact(review.partner_id)
+        self.env["freshbooks.client.sync"]._resolve_review(review, review.partner_id)
 
     def action_create(self):
-        self.ensure_one()
-        if self.kind == "add":
-            # Asked again, as the contact is now (its email may have been corrected).
-            self.contact_id.sudo().action_freshbooks_add()
-            self.write({"state": "done", "resolution": self.env._("Sent to FreshBooks again")})
+        review = self._check_open()
+        if review.kind == "add":
+            review._check_contact(review.contact_id)
+            if review.account_id.state != "connected":
+                raise UserError(self.env._("FreshBooks is not connected for %s.",
+                                           review.company_id.name))
+            # Asked again, as the contact is now (its email may have been corrected), of the
+            # business that refused it.
+            review.contact_id._freshbooks_add(review.account_id)
+            review.write({"state": "done", "resolution": self.env._("Sent to FreshBooks again")})
             return
-        self.env["freshbooks.client.sync"]._resolve_review(self, None)
+        self.env["freshbooks.client.sync"]._resolve_review(review, None)

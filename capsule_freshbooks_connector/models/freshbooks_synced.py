@@ -90,6 +90,17 @@ class FreshbooksSynced(models.AbstractModel):
     def _fb_refresh_partner(self, account, fb, partner):
         """Everything of one contact, now (its form's refresh button)."""
 
+    @api.model
+    def _fb_copy_count(self, account):
+        """How many copies of the business's objects this type stores (what a switch to
+        another business removes)."""
+        return 0
+
+    @api.model
+    def _fb_forget(self, account):
+        """The connection moves to another business: nothing of this type may point at the
+        old one's objects any more."""
+
     # --- shared behaviour ------------------------------------------------------------------------
 
     @api.model

@@ -96,20 +96,23 @@ class ResPartner(models.Model):
             partner.freshbooks_url = partner.freshbooks_client_id and self.env[
                 "freshbooks.client.sync"]._fb_web_link(account, partner.freshbooks_client_id)
 
-    @api.model
-    def _freshbooks_connected_account(self):
-        """The current company's FreshBooks connection, when it is connected (sudo)."""
+    def _freshbooks_add_account(self):
+        """The connection this contact is added with, when connected (sudo): its company's; a
+        contact shared between companies goes with the current company's."""
+        self.ensure_one()
         return self.env["freshbooks.account"].sudo().search(
-            [("company_id", "=", self.env.company.id), ("state", "=", "connected")], limit=1)
+            [("company_id", "=", (self.company_id or self.env.company).id),
+             ("state", "=", "connected")], limit=1)
 
-    @api.depends_context("company")
-    @api.depends("freshbooks_client_id", "parent_id", "freshbooks_push_state")
+    @api.depends_context("company", "allowed_company_ids")
+    @api.depends("freshbooks_client_id", "parent_id", "freshbooks_push_state", "company_id")
     def _compute_freshbooks_can_add(self):
-        account = self._freshbooks_connected_account()
         allowed = self.env.user.has_group(FRESHBOOKS_RIGHT)
         for partner in self:
+            account = allowed and partner._freshbooks_add_account()
             partner.freshbooks_can_add = bool(
-                account and allowed and not partner.freshbooks_client_id
+                account and account.company_id in self.env.companies
+                and not partner.freshbooks_client_id
                 and not partner.parent_id and partner.freshbooks_push_state != "pending")
 
     # --- pushing Odoo edits ----------------------------------------------------------------------
@@ -173,17 +176,39 @@ class ResPartner(models.Model):
             cron._trigger()
 
     def action_freshbooks_add(self):
-        """Create this contact as a client in FreshBooks (after commit) and link it."""
+        """Create these contacts as clients in FreshBooks (after commit) and link them, each
+        with its own company's connection; the notification says which business."""
         if not self.env.user.has_group(FRESHBOOKS_RIGHT):
             raise AccessError(self.env._("You are not allowed to add contacts to FreshBooks."))
-        account = self._freshbooks_connected_account()
-        if not account:
-            raise UserError(self.env._("FreshBooks is not connected for %s.", self.env.company.name))
         self._freshbooks_check_access("write")
+        by_account = {}
         for partner in self:
             if partner.parent_id:
                 raise UserError(self.env._("%s belongs to a company: add the company to FreshBooks "
                                            "instead.", partner.display_name))
+            company = partner.company_id or self.env.company
+            if not self.env.su and company not in self.env.companies:
+                raise AccessError(self.env._("%(contact)s belongs to %(company)s, a company you are "
+                                             "not working in.", contact=partner.display_name,
+                                             company=company.name))
+            account = partner._freshbooks_add_account()
+            if not account:
+                raise UserError(self.env._("FreshBooks is not connected for %s.", company.name))
+            by_account[account] = by_account.get(account, self.browse()) | partner
+        for account, partners in by_account.items():
+            partners._freshbooks_add(account)
+        return {"type": "ir.actions.client", "tag": "display_notification", "params": {
+            "type": "info", "message": " ".join(
+                self.env._("Sending %(contacts)s to the FreshBooks business %(business)s.",
+                           contacts=", ".join(partners.mapped("display_name")),
+                           business=account.fb_business_name or account.fb_account_id)
+                for account, partners in by_account.items()),
+            # The form shows the contact as it is now (no Add button).
+            "next": {"type": "ir.actions.client", "tag": "soft_reload"}}}
+
+    def _freshbooks_add(self, account):
+        """Link these contacts to the connection and send them after the commit, those not
+        linked or on their way already (sudo; the caller checked access)."""
         # The row lock makes a second click, or a second user, wait and then see the first one.
         self.env.cr.execute("SELECT id FROM res_partner WHERE id IN %s FOR UPDATE",
                             [tuple(self.ids)])
@@ -193,7 +218,6 @@ class ResPartner(models.Model):
                                     and p.freshbooks_push_state != "pending")
         todo.with_context(freshbooks_no_push=True).write({"freshbooks_account_id": account.id})
         todo._freshbooks_mark_pending()
-        return True
 
     def action_freshbooks_refresh_invoices(self):
         self.ensure_one()

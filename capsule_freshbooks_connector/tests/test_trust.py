@@ -331,3 +331,33 @@ class TestSwitchingBusiness(FreshbooksCase):
         self.assertEqual(self.sandbox.request_count(method="DELETE") - deletes,
                          len(self.env["freshbooks.synced"]._fb_events()))
         self.assertFalse(self.account.last_success_start, "the new business starts with a full sync")
+
+    def test_switching_business_removes_every_copy_of_the_old_one(self):
+        client = self.sandbox.add_client(organization="Old Friend")
+        invoice = self.sandbox.add_invoice(client["id"], amount="120.00", v3_status="sent")
+        self.sandbox.add_payment(invoice["id"], amount="20.00")
+        self.sandbox.add_estimate(client["id"])
+        log = self.sync()
+        types = self.env["freshbooks.synced"]._fb_types()
+        inheriting = self.env["freshbooks.document"]._inherit_children
+        documents = [model for model in types.values() if model._name in inheriting]
+        self.assertEqual({model._name for model in documents},
+                         {"freshbooks.invoice", "freshbooks.payment", "freshbooks.estimate"})
+        for model in documents:
+            self.assertTrue(model.search([("account_id", "=", self.account.id)]), model._name)
+        positions = self.env["freshbooks.sync.position"].search([("log_id", "=", log.id)])
+        self.assertTrue(positions)
+        self.env["freshbooks.queue"]._enqueue(self.account, "invoice", "424242", "webhook")
+        self.account.business_choices = [
+            {"account_id": a, "business_id": "", "name": f"Business {a}", "role": "owner"}
+            for a in self.sandbox.account_ids]
+        new = self.sandbox.account_ids[1]
+        warning = self.account._switch_warning(new)
+        self.account._set_business(new, confirmed=True)
+        for model in documents:
+            self.assertFalse(model.search([("account_id", "=", self.account.id)]), model._name)
+        self.assertFalse(self.linked(client["id"]))
+        self.assertFalse(self.env["freshbooks.queue"].search([("account_id", "=", self.account.id)]))
+        self.assertFalse(positions.exists(), "no position of the old business to go on from")
+        self.assertTrue(log.exists(), "its logs stay")
+        self.assertIn("removes 3 copies", warning, "the admin was told of every copy")
