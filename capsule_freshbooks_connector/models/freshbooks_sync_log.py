@@ -95,6 +95,8 @@ class FreshbooksSyncLog(models.Model):
         state = "failed" if failed else ("partial" if self.failed else "done")
         self.write({"end": fields.Datetime.now(), "state": state,
                     "requests": self.requests + requests, "message": message})
+        # Where an ended run was in its listings is of no more use (a run ends many times a day).
+        self.env.cr.execute("DELETE FROM freshbooks_sync_position WHERE log_id = %s", [self.id])
         self._notify_progress(self._status_text())
 
     def _pause(self, requests):

@@ -64,6 +64,8 @@ class TestResumableRuns(FreshbooksCase):
         self.assertEqual(set(self.linked_counts().values()), {1})
         self.assertEqual(self.Log.search_count([]), 1)
         self.assertTrue(self.account.last_success_start)
+        self.assertFalse(self.env["freshbooks.sync.position"].search([("log_id", "=", log.id)]),
+                         "an ended run keeps no position")
 
     def test_pushes_and_webhook_hints_get_their_turn_during_a_long_run(self):
         self.Sync._sync_account(self.account, budget=Pages(0))
