@@ -132,7 +132,7 @@ class FreshbooksClientPush(models.AbstractModel):
             before = self.env["freshbooks.client.sync"]._freshbooks_fields(
                 fb.get_client(account.fb_account_id, ref))
         data = self.env["freshbooks.mapping"]._client_values(
-            partner, self.env["freshbooks.client.sync"]._address_lookup())
+            partner, self.env["freshbooks.client.sync"]._address_lookup(), before)
         changes = changed_fields(data, before)
         if changes:
             fb.update_client(account.fb_account_id, ref, changes)

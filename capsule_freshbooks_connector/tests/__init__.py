@@ -16,3 +16,4 @@ from . import test_progress
 from . import test_progress_tour
 from . import test_refused
 from . import test_resume
+from . import test_names
