@@ -133,7 +133,8 @@ class FreshbooksAccountOAuth(models.Model):
             freshbooks_no_push=True).write({
                 "freshbooks_client_id": False, "freshbooks_account_id": False,
                 "freshbooks_state": False, "freshbooks_push_state": False,
-                "freshbooks_push_error": False, "freshbooks_sent_values": False})
+                "freshbooks_push_error": False, "freshbooks_sent_values": False,
+                "freshbooks_add_tried": False})
         for model in ("freshbooks.invoice", "freshbooks.queue", "freshbooks.review"):
             self.env[model].sudo().search([("account_id", "=", self.id)]).unlink()
         self.env["freshbooks.webhook"]._remove_all(self)

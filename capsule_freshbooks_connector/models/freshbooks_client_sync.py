@@ -140,7 +140,7 @@ class FreshbooksClientSync(models.AbstractModel):
     def _link_values(self, account, client_id):
         return {"freshbooks_account_id": account.id, "freshbooks_client_id": client_id,
                 "freshbooks_state": "active", "freshbooks_push_state": "synced",
-                "freshbooks_push_error": False}
+                "freshbooks_push_error": False, "freshbooks_add_tried": False}
 
     @api.model
     def _link(self, account, partner, record):
