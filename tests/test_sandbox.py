@@ -974,6 +974,19 @@ def test_latency_is_added_to_api_requests(sandbox, api):
     assert time.perf_counter() - start < 0.15
 
 
+def test_a_create_whose_caller_stopped_waiting_is_done_quietly(sandbox, api, capfd):
+    sandbox.set_faults(latency_ms=300)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        api.session.post(sandbox.url + accounting(sandbox), json={"client": {"lname": "Late"}},
+                         headers={"Authorization": f"Bearer {api.token}"}, timeout=0.1)
+    deadline = time.monotonic() + 5
+    while not sandbox.clients() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [c["lname"] for c in sandbox.clients()] == ["Late"], "made, its answer lost"
+    time.sleep(0.2)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 # -- seeding ----------------------------------------------------------------------------------
 
 def test_seeding_is_reproducible_and_realistic():

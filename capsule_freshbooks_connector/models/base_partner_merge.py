@@ -7,7 +7,7 @@ from odoo.tools import format_list
 # A contact's link to its FreshBooks client: it moves whole, never mixed with another contact's.
 LINK_FIELDS = ("freshbooks_account_id", "freshbooks_client_id", "freshbooks_state",
                "freshbooks_push_state", "freshbooks_push_error", "freshbooks_push_seq",
-               "freshbooks_sent_values")
+               "freshbooks_sent_values", "freshbooks_add_tried")
 
 
 class MergePartnerAutomatic(models.TransientModel):

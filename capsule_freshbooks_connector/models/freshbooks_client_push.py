@@ -1,6 +1,8 @@
 """Odoo contacts out to FreshBooks: edits of linked contacts, and "Add to FreshBooks"."""
 
+import json
 import logging
+from datetime import timedelta
 
 import psycopg2
 
@@ -16,6 +18,9 @@ _logger = logging.getLogger(__name__)
 PUSH_INTERVAL = 0.05
 # Advisory lock namespace of a push of a contact: "FP" in ASCII.
 PUSH_LOCK_NAMESPACE = 0x4650
+# How long the link of a client just created waits for a user's save of the contact: lost, the
+# next attempt would have to find the client again.
+LINK_LOCK_TIMEOUT = "30s"
 
 
 class FreshbooksClientPush(models.AbstractModel):
@@ -87,8 +92,7 @@ class FreshbooksClientPush(models.AbstractModel):
     @api.model
     def _send(self, account, fb, partner, log):
         cr = self.env.cr
-        # Our writes wait a little for a user's save, never the other way round.
-        cr.execute("SET LOCAL lock_timeout = '5s'")
+        self._wait_briefly()
         cr.execute("SELECT freshbooks_push_state, freshbooks_push_seq, freshbooks_state "
                    "FROM res_partner WHERE id = %s", [partner.id])
         row = cr.fetchone()
@@ -122,6 +126,11 @@ class FreshbooksClientPush(models.AbstractModel):
         return True
 
     @api.model
+    def _wait_briefly(self):
+        # Our writes wait a little for a user's save, never the other way round.
+        self.env.cr.execute("SET LOCAL lock_timeout = '5s'")
+
+    @api.model
     def _update_client(self, account, fb, partner):
         """Send what changed in Odoo since FreshBooks last heard from it; returns what FreshBooks
         holds now."""
@@ -132,7 +141,7 @@ class FreshbooksClientPush(models.AbstractModel):
             before = self.env["freshbooks.client.sync"]._freshbooks_fields(
                 fb.get_client(account.fb_account_id, ref))
         data = self.env["freshbooks.mapping"]._client_values(
-            partner, self.env["freshbooks.client.sync"]._address_lookup())
+            partner, self.env["freshbooks.client.sync"]._address_lookup(), before)
         changes = changed_fields(data, before)
         if changes:
             fb.update_client(account.fb_account_id, ref, changes)
@@ -149,47 +158,79 @@ class FreshbooksClientPush(models.AbstractModel):
             Clients._log_links({partner.id: Clients._link(account, partner, parse_client(existing))})
             Clients._attach_documents(account, partner)
             Sync._commit()  # the link is never lost
+            self._wait_briefly()
             partner.freshbooks_sent_values = Clients._freshbooks_fields(existing)
             return self._update_client(account, fb, partner)
         data = self.env["freshbooks.mapping"]._client_values(
             partner, self.env["freshbooks.client.sync"]._address_lookup())
+        # Known before the request leaves: a create is not retried, and one whose answer is
+        # lost (a timeout, a killed worker) may still have made the client.
+        self._commit_apart(account, partner, "5s", (
+            "UPDATE res_partner SET freshbooks_add_tried = COALESCE(freshbooks_add_tried, "
+            "now() at time zone 'UTC') WHERE id = %s"), [partner.id])
         try:
             created = fb.create_client(account.fb_account_id, {k: v for k, v in data.items() if v})
         except ValidationError as error:
             if self._hold_refused_add(account, fb, partner, error):
                 return None
             raise
-        partner.with_context(freshbooks_no_push=True).write(
-            Clients._link_values(account, str(created["id"])))
+        # The client exists in FreshBooks now: its link outlives whatever becomes of this
+        # transaction (a lock timeout, a serialization failure).
+        self._commit_apart(account, partner, LINK_LOCK_TIMEOUT, (
+            "UPDATE res_partner SET freshbooks_account_id = %s, freshbooks_client_id = %s, "
+            "freshbooks_state = 'active', freshbooks_sent_values = %s::jsonb, "
+            "freshbooks_add_tried = NULL WHERE id = %s"),
+            [account.id, str(created["id"]), json.dumps(data), partner.id])
         Clients._attach_documents(account, partner)
-        Sync._commit()  # the client exists in FreshBooks now: never lose the link
         return data
 
     @api.model
-    def _clients_with_email(self, account, fb, email):
-        return [raw for raw in fb.iter_clients(account.fb_account_id, email=email)
+    def _commit_apart(self, account, partner, lock_timeout, query, params):
+        """Write the contact in a transaction of its own, committed at once, as the token
+        refresh does. This transaction then starts again: its snapshot is older than that write,
+        and writing the row under it would fail (serialization)."""
+        with account._waiting_cursor(lock_timeout) as cr:
+            cr.execute(query, params)
+        self.env["freshbooks.sync"]._commit()
+        self._wait_briefly()
+        partner.invalidate_recordset()
+
+    @api.model
+    def _active_clients(self, account, fb, **search):
+        return [raw for raw in fb.iter_clients(account.fb_account_id, **search)
                 if isinstance(raw, dict) and str(raw.get("vis_state", 0)) == "0"]
 
     @api.model
     def _same_customer(self, account, fb, partner):
-        """The one active, unlinked FreshBooks client with this contact's email that is the same
-        customer: same name (case and spacing aside) and same kind, company or person."""
-        if not partner.email:
+        """The one active FreshBooks client, linked to no contact, that is this very customer:
+        same name (case and spacing aside) and same kind, company or person, with this contact's
+        email. Without an email, a name alone could be another customer's: only after an
+        attempt whose answer may be lost, the client it may have made."""
+        if partner.email:
+            raws = self._active_clients(account, fb, email=partner.email)
+        elif partner.freshbooks_add_tried:
+            # FreshBooks' search by name is unconfirmed (a filter it does not know may be
+            # ignored, listing every client): list those changed since the day before the
+            # attempt (FreshBooks' days are US/Eastern), the filter every sync relies on, and
+            # compare the name key here.
+            since = partner.freshbooks_add_tried.date() - timedelta(days=1)
+            raws = [raw for raw in self._active_clients(account, fb, updated_since=since)
+                    if not raw.get("email")]
+        else:
             return None
-        matches = []
-        for raw in self._clients_with_email(account, fb, partner.email):
+        records = []
+        for raw in raws:
             try:
-                record = parse_client(raw)
+                records.append((parse_client(raw), raw))
             except MappingError:
                 continue
-            if record.key == partner.freshbooks_name_key and record.is_company == \
-                    partner.is_company:
-                matches.append(raw)
-        if len(matches) != 1 or self.env["freshbooks.client.sync"]._partners().search_count([
-                ("freshbooks_account_id", "=", account.id),
-                ("freshbooks_client_id", "=", str(matches[0].get("id")))]):
-            return None
-        return matches[0]
+        linked = set(self.env["freshbooks.client.sync"]._partners().search([
+            ("freshbooks_account_id", "=", account.id),
+            ("freshbooks_client_id", "in", [r.client_id for r, _raw in records])]).mapped(
+            "freshbooks_client_id"))
+        matches = [raw for record, raw in records if record.key == partner.freshbooks_name_key
+                   and record.is_company == partner.is_company and record.client_id not in linked]
+        return matches[0] if len(matches) == 1 else None
 
     @api.model
     def _hold_refused_add(self, account, fb, partner, error):
@@ -197,7 +238,7 @@ class FreshbooksClientPush(models.AbstractModel):
         email as a client's identity): an admin decides; never another customer's record."""
         if not partner.email:
             return False
-        candidates = self._clients_with_email(account, fb, partner.email)
+        candidates = self._active_clients(account, fb, email=partner.email)
         if not candidates:
             return False
         self.env["freshbooks.review"].sudo()._hold_contact(account, partner, candidates, str(error))

@@ -140,7 +140,7 @@ class FreshbooksClientSync(models.AbstractModel):
     def _link_values(self, account, client_id):
         return {"freshbooks_account_id": account.id, "freshbooks_client_id": client_id,
                 "freshbooks_state": "active", "freshbooks_push_state": "synced",
-                "freshbooks_push_error": False}
+                "freshbooks_push_error": False, "freshbooks_add_tried": False}
 
     @api.model
     def _link(self, account, partner, record):
@@ -151,7 +151,8 @@ class FreshbooksClientSync(models.AbstractModel):
         filled = {k: v for k, v in values.items()
                   if k not in ("name", "is_company") and not partner[k]}
         # Odoo's own values stay Odoo's: only a later edit sends them.
-        sent = lookup.client_fields(dict(Mapping._pushed_values(partner), **filled))
+        sent = lookup.client_fields(dict(Mapping._pushed_values(partner), **filled),
+                                    record.names)
         partner.write(dict(filled, freshbooks_sent_values=sent,
                            **self._link_values(account, record.client_id)))
         body = self.env._("Linked to FreshBooks client %(ref)s (same name).", ref=record.client_id)
@@ -179,7 +180,7 @@ class FreshbooksClientSync(models.AbstractModel):
             values.update(self._link_values(account, record.client_id),
                           team_id=account.import_team_id.id or False,
                           company_id=account.company_id.id,
-                          freshbooks_sent_values=lookup.client_fields(values))
+                          freshbooks_sent_values=lookup.client_fields(values, record.names))
             vals_list.append(values)
             for problem in record.problems:
                 log._add_line("warning", problem, record.client_id, record.name)
@@ -216,7 +217,8 @@ class FreshbooksClientSync(models.AbstractModel):
         self._partners().search([("freshbooks_account_id", "=", account.id)]).write({
             "freshbooks_client_id": False, "freshbooks_account_id": False,
             "freshbooks_state": False, "freshbooks_push_state": False,
-            "freshbooks_push_error": False, "freshbooks_sent_values": False})
+            "freshbooks_push_error": False, "freshbooks_sent_values": False,
+            "freshbooks_add_tried": False})
 
     @api.model
     def _resolve_review(self, review, partner):

@@ -73,6 +73,7 @@ class ClientRecord:
     province: str | None = None
     extra_notes: list = field(default_factory=list)  # what has no field in Odoo
     problems: list = field(default_factory=list)  # what was malformed and left out
+    names: dict = field(default_factory=dict)  # FreshBooks' own fname and lname
 
 
 def parse_client(raw):
@@ -136,7 +137,7 @@ def parse_client(raw):
         client_id=client_id, vis_state=vis_state, is_company=bool(organization), name=name,
         key=name_key(name), values={k: v for k, v in values.items() if v},
         country=text("p_country"), province=text("p_province"), extra_notes=extra,
-        problems=problems)
+        problems=problems, names={"fname": fname or "", "lname": lname or ""})
 
 
 def notes_html(lines):
@@ -144,10 +145,11 @@ def notes_html(lines):
     return Markup("<br/>").join(escape(line).replace("\n", Markup("<br/>")) for line in lines)
 
 
-def client_fields(values, country="", province=""):
+def client_fields(values, country="", province="", held=None):
     """FreshBooks client fields for res.partner values (with the country's English name and the
     province's name): what a push compares and sends. Fields FreshBooks has and Odoo does not
-    (a company's contact person, fax, shipping address...) are never among them."""
+    (a company's contact person, fax, shipping address...) are never among them. `held`: what
+    FreshBooks holds (its fname and lname), which says where a person's name splits."""
     data = {
         "email": values.get("email") or "",
         "bus_phone": values.get("phone") or "",
@@ -163,21 +165,37 @@ def client_fields(values, country="", province=""):
     if values.get("is_company"):
         data["organization"] = values.get("name") or ""
     else:
-        data["fname"], data["lname"] = split_person_name(values.get("name"))
+        data["fname"], data["lname"] = person_names(values.get("name"), held)
         data["organization"] = ""
     return data
+
+
+# A person's name is one in Odoo, two in FreshBooks: sent together, never half of it.
+NAME_PARTS = ("fname", "lname")
 
 
 def changed_fields(data, sent):
     """What an edit in Odoo changed since `sent` (what FreshBooks holds, as Odoo last knew it).
     A field cleared in Odoo is sent empty; a field Odoo did not change is not sent at all."""
-    return {key: value for key, value in data.items() if sent.get(key, "") != value}
+    changes = {key: value for key, value in data.items() if sent.get(key, "") != value}
+    if changes.keys() & set(NAME_PARTS):
+        changes.update({key: data[key] for key in NAME_PARTS if key in data})
+    return changes
 
 
-def split_person_name(name):
-    """FreshBooks keeps first and last name apart; Odoo has one name."""
-    parts = (name or "").split(None, 1)
-    return (parts[0] if parts else "", parts[1] if len(parts) > 1 else "")
+def person_names(name, held=None):
+    """FreshBooks' first and last name for a person's one Odoo name. Where FreshBooks holds a
+    first name (`held`) that the name still begins with (case and spacing aside), it stays the
+    first name; a client with only a last name keeps the whole name as its last name; else the
+    name splits at its first space."""
+    words = (name or "").split()
+    held = held or {}
+    first = (held.get("fname") or "").split()
+    if first and name_key(" ".join(words[:len(first)])) == name_key(" ".join(first)):
+        return " ".join(words[:len(first)]), " ".join(words[len(first):])
+    if not first and held.get("lname"):
+        return "", " ".join(words)
+    return (words[0] if words else "", " ".join(words[1:]))
 
 
 # Names FreshBooks users type that are not Odoo's English country names.
@@ -216,14 +234,14 @@ class AddressLookup:
                 self.state_names[state["id"]] = state["name"]
         return self.states[country_id].get(name_key(text))
 
-    def client_fields(self, values):
+    def client_fields(self, values, held=None):
         """client_fields() of res.partner values, with the names of their country and state."""
         state_id = values.get("state_id")
         if state_id and state_id not in self.state_names:
             self.state_names[state_id] = self.env["res.country.state"].sudo().with_context(
                 lang="en_US").browse(state_id).name
         return client_fields(values, self.country_names.get(values.get("country_id")),
-                             self.state_names.get(state_id))
+                             self.state_names.get(state_id), held)
 
 
 class FreshbooksMapping(models.AbstractModel):
@@ -255,9 +273,11 @@ class FreshbooksMapping(models.AbstractModel):
         return values
 
     @api.model
-    def _client_values(self, partner, lookup=None):
-        """FreshBooks client fields for an Odoo contact, as they are now."""
-        return (lookup or AddressLookup(self.env)).client_fields(self._pushed_values(partner))
+    def _client_values(self, partner, lookup=None, held=None):
+        """FreshBooks client fields for an Odoo contact, as they are now; a person's name split
+        as FreshBooks holds it (`held`)."""
+        return (lookup or AddressLookup(self.env)).client_fields(self._pushed_values(partner),
+                                                                 held)
 
     @api.model
     def _pushed_values(self, partner):
@@ -271,4 +291,5 @@ class FreshbooksMapping(models.AbstractModel):
         compares with when nothing was sent yet. What Odoo cannot hold (an unknown country)
         reads as empty, so a push never blanks it."""
         lookup = lookup or AddressLookup(self.env)
-        return lookup.client_fields(self._partner_values(parse_client(raw), lookup))
+        record = parse_client(raw)
+        return lookup.client_fields(self._partner_values(record, lookup), record.names)

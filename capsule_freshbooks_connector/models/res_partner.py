@@ -38,6 +38,9 @@ class ResPartner(models.Model):
     # What FreshBooks holds of this contact's pushed fields, as Odoo last knew it (imported, or
     # sent): a push sends only what differs from it, so it never blanks what Odoo did not change.
     freshbooks_sent_values = fields.Json(copy=False, readonly=True)
+    # When Add to FreshBooks first sent this contact without hearing back for sure, until it is
+    # linked: the client may exist there, and is looked for before creating another.
+    freshbooks_add_tried = fields.Datetime("Add to FreshBooks tried", copy=False, readonly=True)
     freshbooks_name_key = fields.Char(compute="_compute_freshbooks_name_key", store=True,
                                       index=True, copy=False)
     freshbooks_held = fields.Boolean(

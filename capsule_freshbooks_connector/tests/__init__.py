@@ -16,3 +16,5 @@ from . import test_progress
 from . import test_progress_tour
 from . import test_refused
 from . import test_resume
+from . import test_names
+from . import test_add_once

@@ -1,6 +1,6 @@
 from odoo.tests import TransactionCase, tagged
 
-from ..models.freshbooks_mapping import MappingError, name_key, parse_client
+from ..models.freshbooks_mapping import MappingError, name_key, parse_client, person_names
 
 
 @tagged("post_install", "-at_install")
@@ -78,3 +78,15 @@ class TestMapping(TransactionCase):
         self.assertEqual(data["p_country"], "United Kingdom")
         self.assertEqual(data["bus_phone"], "+44 1")
         self.assertNotIn("vis_state", data)
+
+    def test_person_names_keep_the_split_freshbooks_holds(self):
+        self.assertEqual(person_names("Ada Lovelace"), ("Ada", "Lovelace"))
+        self.assertEqual(person_names("Ada"), ("Ada", ""))
+        self.assertEqual(person_names(""), ("", ""))
+        held = {"fname": "Mary Ann", "lname": "Smith"}
+        self.assertEqual(person_names("Mary Ann Smith-Jones", held), ("Mary Ann", "Smith-Jones"))
+        self.assertEqual(person_names("MARY ANN Smith", held), ("MARY ANN", "Smith"))
+        self.assertEqual(person_names("Mary Anne Smith", held), ("Mary", "Anne Smith"))
+        self.assertEqual(person_names("Mary Ann", held), ("Mary Ann", ""))
+        self.assertEqual(person_names("Smith Jr", {"fname": "", "lname": "Smith"}),
+                         ("", "Smith Jr"))

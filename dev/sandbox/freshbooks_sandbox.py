@@ -515,7 +515,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         status, headers, payload = sandbox._dispatch(self.command, self.path, self.headers, body)
-        self._send(status, headers, payload)
+        try:
+            self._send(status, headers, payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The caller stopped waiting (a read timeout): the request was done all the same, as
+            # FreshBooks does, and only its answer is lost.
+            self.close_connection = True
 
     def _send(self, status, headers, payload):
         self.send_response(status)
