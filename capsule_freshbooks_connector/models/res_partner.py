@@ -27,10 +27,10 @@ class ResPartner(models.Model):
         ondelete="set null")
     freshbooks_state = fields.Selection(
         [("active", "Active"), ("archived", "Archived in FreshBooks"),
-         ("deleted", "Deleted in FreshBooks")], copy=False, readonly=True)
+         ("deleted", "Deleted in FreshBooks")], "FreshBooks status", copy=False, readonly=True)
     freshbooks_push_state = fields.Selection(
         [("synced", "Up to date"), ("pending", "Waiting to be sent"),
-         ("error", "Rejected by FreshBooks")], copy=False, readonly=True)
+         ("error", "Rejected by FreshBooks")], "Sent to FreshBooks", copy=False, readonly=True)
     freshbooks_push_error = fields.Char("FreshBooks error", copy=False, readonly=True)
     # Tries FreshBooks failed for a passing reason (5xx, 429, network) since the last edit or
     # push: the next one waits the longer (freshbooks.client.push._schedule_retry).
