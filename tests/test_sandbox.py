@@ -960,6 +960,14 @@ def test_fault_injection_rate_and_shapes():
         assert api.get(accounting(box)).status_code == 200
 
 
+def test_the_next_requests_can_be_answered_503(sandbox, api):
+    assert api.post("/_sandbox/faults", json={"fail_next": 2}).json()["fail_next"] == 2
+    assert api.get("/_sandbox/state").status_code == 200, "control routes are never faulted"
+    statuses = [api.get(accounting(sandbox)).status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    assert sandbox.set_faults()["fail_next"] == 0
+
+
 def test_latency_is_added_to_api_requests(sandbox, api):
     assert api.post("/_sandbox/faults", json={"latency_ms": 150}).json()["latency_ms"] == 150
     start = time.perf_counter()

@@ -66,7 +66,9 @@ class FreshbooksAccount(models.Model):
     last_sync_state = fields.Selection(
         [("running", "Running"), ("done", "Done"), ("partial", "Done with errors"),
          ("failed", "Failed")], compute="_compute_sync_status")
-    last_sync_message = fields.Char(compute="_compute_sync_status")
+    last_sync_message = fields.Char(
+        compute="_compute_sync_status",
+        help="How the last sync ended: its state and summary (the text its end sends live).")
     last_sync_progress = fields.Char(
         compute="_compute_sync_status",
         help="What the running sync has read so far, of what FreshBooks has.")
@@ -106,7 +108,8 @@ class FreshbooksAccount(models.Model):
             account.last_sync_start = last.start
             account.last_sync_end = last.end
             account.last_sync_state = last.state
-            account.last_sync_message = bool(last) and (last.message or last._summary())
+            account.last_sync_message = last.state not in (False, "running") and \
+                last._status_text()
             account.last_sync_progress = last.state == "running" and last.progress_text
             account.last_success_start = Log.search(
                 done + [("kind", "in", ("full", "incremental"))], limit=1).start

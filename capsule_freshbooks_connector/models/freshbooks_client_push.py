@@ -6,9 +6,19 @@ from datetime import timedelta
 
 import psycopg2
 
-from odoo import api, models
+from odoo import api, fields, models
 
-from ..freshbooks import AuthError, FreshBooksError, NotFoundError, ValidationError
+from odoo.addons.base.models.ir_cron import _intervalTypes
+
+from ..freshbooks import (
+    AuthError,
+    FreshBooksError,
+    NetworkError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
 from .freshbooks_mapping import MappingError, changed_fields, parse_client
 
 _logger = logging.getLogger(__name__)
@@ -21,6 +31,10 @@ PUSH_LOCK_NAMESPACE = 0x4650
 # How long the link of a client just created waits for a user's save of the contact: lost, the
 # next attempt would have to find the client again.
 LINK_LOCK_TIMEOUT = "30s"
+# FreshBooks failed for a reason that passes: the push is tried again soon, on its own schedule.
+PASSING_ERRORS = (ServerError, RateLimitError, NetworkError)
+# The first retry waits this long, each next one twice as long, up to the work job's interval.
+FIRST_RETRY = timedelta(minutes=1)
 
 
 class FreshbooksClientPush(models.AbstractModel):
@@ -62,7 +76,22 @@ class FreshbooksClientPush(models.AbstractModel):
                     break
             if log:
                 log._count("requests", fb.request_count)
+        self._schedule_retry(left)
         return left
+
+    @api.model
+    def _schedule_retry(self, partners):
+        """The work job runs again when the soonest of these contacts' retries is due: 1, 2, 4
+        ... minutes after FreshBooks failed it for a passing reason, never later than the job's
+        next run anyway."""
+        tries = [n for n in partners.mapped("freshbooks_push_tries") if n]
+        if not tries:
+            return
+        cron = self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_work").sudo()
+        now = fields.Datetime.now()
+        interval = now + _intervalTypes[cron.interval_type](cron.interval_number)
+        # The exponent is bounded: a long outage must not overflow the date.
+        cron._trigger(min(now + FIRST_RETRY * 2 ** min(min(tries) - 1, 16), interval))
 
     @api.model
     def _push_interval(self):
@@ -118,7 +147,8 @@ class FreshbooksClientPush(models.AbstractModel):
         except FreshBooksError as error:
             if isinstance(error, AuthError) and error.grant_invalid:
                 account._mark_reconnect(str(error))
-            self._set_push_result(partner, seq, "pending", self.env._("Will retry: %s", error))
+            self._set_push_result(partner, seq, "pending", self.env._("Will retry: %s", error),
+                                  failed=isinstance(error, PASSING_ERRORS))
             return False
         self._set_push_result(partner, seq, "synced", False, sent)
         if log:
@@ -249,13 +279,17 @@ class FreshbooksClientPush(models.AbstractModel):
         return True
 
     @api.model
-    def _set_push_result(self, partner, seq, state, message, sent=None):
+    def _set_push_result(self, partner, seq, state, message, sent=None, failed=False):
+        """`failed`: FreshBooks failed for a passing reason, one more try to count; any other
+        end of a try starts the count again."""
         # Only the push that sent the latest edit may mark the contact up to date.
         self.env.cr.execute(
-            "UPDATE res_partner SET freshbooks_push_state = %s, freshbooks_push_error = %s "
-            "WHERE id = %s AND (freshbooks_push_seq = %s OR %s = 'pending')",
-            [state, message or None, partner.id, seq, state])
-        partner.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_error"])
+            "UPDATE res_partner SET freshbooks_push_state = %s, freshbooks_push_error = %s, "
+            "freshbooks_push_tries = CASE WHEN %s THEN COALESCE(freshbooks_push_tries, 0) + 1 "
+            "ELSE 0 END WHERE id = %s AND (freshbooks_push_seq = %s OR %s = 'pending')",
+            [state, message or None, failed, partner.id, seq, state])
+        partner.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_error",
+                                      "freshbooks_push_tries"])
         if sent is not None:
             # What FreshBooks holds now, whether or not an edit came meanwhile.
             partner.with_context(freshbooks_no_push=True).freshbooks_sent_values = sent

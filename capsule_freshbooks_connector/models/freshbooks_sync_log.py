@@ -1,5 +1,5 @@
 from odoo import api, fields, models
-from odoo.tools.misc import formatLang
+from odoo.tools.misc import format_datetime, formatLang
 
 ADMIN_GROUP = "base.group_system"
 # The bus notification the settings block and the log form listen to.
@@ -41,6 +41,13 @@ class FreshbooksSyncLog(models.Model):
     webhook_note = fields.Char(
         "FreshBooks webhooks unavailable",
         help="Why this run gave up FreshBooks webhooks; Sync now tries them again.")
+
+    @api.depends("kind", "start")
+    def _compute_display_name(self):
+        # The form's breadcrumb: which run, not "freshbooks.sync.log,1".
+        kinds = dict(self._fields["kind"]._description_selection(self.env))
+        for log in self:
+            log.display_name = f"{kinds.get(log.kind, '')} {format_datetime(self.env, log.start)}"
 
     @api.depends("progress")
     def _compute_progress_text(self):

@@ -20,16 +20,15 @@ class ResConfigSettings(models.TransientModel):
     freshbooks_business_name = fields.Char(
         related="freshbooks_account_id.fb_business_name", groups=ADMIN_GROUP)
     freshbooks_user_name = fields.Char(related="freshbooks_account_id.fb_user_name", groups=ADMIN_GROUP)
-    freshbooks_status_message = fields.Char(
-        related="freshbooks_account_id.status_message", groups=ADMIN_GROUP)
+    freshbooks_status_message = fields.Char("FreshBooks connection message",
+                                            compute="_compute_freshbooks_texts",
+                                            groups=ADMIN_GROUP)
     freshbooks_last_sync_end = fields.Datetime(
         related="freshbooks_account_id.last_sync_end", groups=ADMIN_GROUP)
-    freshbooks_last_sync_state = fields.Selection(
-        related="freshbooks_account_id.last_sync_state", groups=ADMIN_GROUP)
-    freshbooks_last_sync_message = fields.Char(
-        related="freshbooks_account_id.last_sync_message", groups=ADMIN_GROUP)
-    freshbooks_last_sync_progress = fields.Char(
-        related="freshbooks_account_id.last_sync_progress", groups=ADMIN_GROUP)
+    # One line: what the running sync has read so far, then how it ended; replaced live.
+    freshbooks_last_sync_text = fields.Char("Last FreshBooks sync",
+                                            compute="_compute_freshbooks_texts",
+                                            groups=ADMIN_GROUP)
     freshbooks_webhook_state = fields.Selection(
         related="freshbooks_account_id.webhook_state", groups=ADMIN_GROUP)
     freshbooks_webhook_message = fields.Char(
@@ -45,6 +44,18 @@ class ResConfigSettings(models.TransientModel):
             settings.freshbooks_account_id = self.env["freshbooks.account"]._for_company(
                 settings.company_id)
             settings.freshbooks_redirect_uri = self.env["freshbooks.account"]._redirect_uri()
+
+    @api.depends("freshbooks_account_id")
+    def _compute_freshbooks_texts(self):
+        for settings in self:
+            account = settings.freshbooks_account_id
+            # Once a sync has run, Last sync says how it went: what the connection said when
+            # connected ("the first sync runs") no longer holds.
+            settings.freshbooks_status_message = not (
+                account.state == "connected" and account.last_sync_state) and \
+                account.status_message
+            settings.freshbooks_last_sync_text = account.last_sync_progress or \
+                account.last_sync_message
 
     @api.depends("freshbooks_url")
     def _compute_freshbooks_is_classic(self):

@@ -27,11 +27,14 @@ class ResPartner(models.Model):
         ondelete="set null")
     freshbooks_state = fields.Selection(
         [("active", "Active"), ("archived", "Archived in FreshBooks"),
-         ("deleted", "Deleted in FreshBooks")], copy=False, readonly=True)
+         ("deleted", "Deleted in FreshBooks")], "FreshBooks status", copy=False, readonly=True)
     freshbooks_push_state = fields.Selection(
         [("synced", "Up to date"), ("pending", "Waiting to be sent"),
-         ("error", "Rejected by FreshBooks")], copy=False, readonly=True)
+         ("error", "Rejected by FreshBooks")], "Sent to FreshBooks", copy=False, readonly=True)
     freshbooks_push_error = fields.Char("FreshBooks error", copy=False, readonly=True)
+    # Tries FreshBooks failed for a passing reason (5xx, 429, network) since the last edit or
+    # push: the next one waits the longer (freshbooks.client.push._schedule_retry).
+    freshbooks_push_tries = fields.Integer("Failed tries to send", copy=False, readonly=True)
     # Incremented by every edit to push; a push only marks the contact up to date if it sent the
     # latest version (an edit made while a push was in flight is sent again).
     freshbooks_push_seq = fields.Integer(copy=False, readonly=True)
@@ -159,10 +162,11 @@ class ResPartner(models.Model):
         # A push state written in the same write (a merge copies it) must not land after this.
         self.flush_recordset(["freshbooks_push_state", "freshbooks_push_seq"])
         self.env.cr.execute(
-            "UPDATE res_partner SET freshbooks_push_state = 'pending', "
+            "UPDATE res_partner SET freshbooks_push_state = 'pending', freshbooks_push_tries = 0, "
             "freshbooks_push_seq = COALESCE(freshbooks_push_seq, 0) + 1 WHERE id IN %s",
             [tuple(self.ids)])
-        self.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_seq"])
+        self.invalidate_recordset(["freshbooks_push_state", "freshbooks_push_seq",
+                                   "freshbooks_push_tries"])
         after_commit(self.env["res.partner"], "_freshbooks_push_now", self.ids)
 
     @api.model
@@ -174,8 +178,10 @@ class ResPartner(models.Model):
             cron._trigger()
             return
         partners = self.sudo().browse(sorted(ids)).exists()
-        # The user is waiting: short timeouts, no retries; what fails goes to the job.
-        if self.env["freshbooks.client.push"]._push_partners(partners, inline=True):
+        # The user is waiting: short timeouts, no retries. What FreshBooks failed for a passing
+        # reason is retried on its own schedule; anything else left goes to the job at once.
+        left = self.env["freshbooks.client.push"]._push_partners(partners, inline=True)
+        if left.filtered(lambda p: not p.freshbooks_push_tries):
             cron._trigger()
 
     def action_freshbooks_add(self):

@@ -8,6 +8,7 @@ from unittest.mock import patch
 
 from odoo.tests import TransactionCase
 
+from ..freshbooks import FreshBooksClient
 from ..models import freshbooks_sync
 from ..models.freshbooks_account_tokens import FreshbooksAccountTokens
 from ..models.freshbooks_sync import FreshbooksSync
@@ -116,6 +117,18 @@ class FreshbooksCase(OneTransaction, TransactionCase):
         self.account = connect_account(self.env, self.sandbox)
         self.fb_account = self.account.fb_account_id
         mark_webhooks_registered(self.env, self.account)
+
+    def fast_client(self, **forced):
+        """Every FreshBooks client made from now on records its waits instead of sleeping."""
+        sleeps = []
+        original = FreshBooksClient.__init__
+
+        def init(client, *args, **kwargs):
+            kwargs.update(forced, sleep=sleeps.append)
+            original(client, *args, **kwargs)
+
+        self.patch(FreshBooksClient, "__init__", init)
+        return sleeps
 
     def sync(self, full=None):
         return self.Sync._sync_account(self.account, full=full)

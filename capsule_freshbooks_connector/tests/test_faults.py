@@ -10,7 +10,6 @@ from unittest.mock import patch
 
 from odoo.tests import tagged
 
-from ..freshbooks import FreshBooksClient
 from ..models.freshbooks_client_sync import FreshbooksClientSync
 from ..models.freshbooks_mapping import MAX_FIELD, MAX_NOTE
 from .common import FreshbooksCase
@@ -27,18 +26,6 @@ INVISIBLE = re.compile("[\u200b\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
 
 
 class FaultsCase(FreshbooksCase):
-
-    def fast_client(self, **forced):
-        """Every FreshBooks client made from now on records its waits instead of sleeping."""
-        sleeps = []
-        original = FreshBooksClient.__init__
-
-        def init(client, *args, **kwargs):
-            kwargs.update(forced, sleep=sleeps.append)
-            original(client, *args, **kwargs)
-
-        self.patch(FreshBooksClient, "__init__", init)
-        return sleeps
 
     def sync_until_done(self, runs=MAX_RUNS):
         """Full syncs until one ends without failing, as the cron would; returns all the logs."""

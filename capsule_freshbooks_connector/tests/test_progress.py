@@ -1,6 +1,8 @@
 import json
 from unittest.mock import patch
 
+from lxml import etree
+
 from odoo.tests import new_test_user, tagged
 
 from ..models import freshbooks_sync
@@ -88,3 +90,42 @@ class TestProgress(FreshbooksCase):
             self.sync(full=True)
         self.assertEqual([page[1:3] for page in pages if page[0] == "client"], [(250, 250)],
                          "a fast listing is committed and reported once, at its end")
+
+
+@tagged("post_install", "-at_install")
+class TestScreens(FreshbooksCase):
+    """What the contact's FreshBooks tab and the settings block say, as a new user reads them."""
+
+    def test_the_contact_tab_labels_read_as_words(self):
+        fields_ = self.Partner._fields
+        self.assertEqual(fields_["freshbooks_state"].string, "FreshBooks status")
+        self.assertEqual(fields_["freshbooks_push_state"].string, "Sent to FreshBooks")
+
+    def block_values(self, settings):
+        """{field: value} of the fields the settings block shows under Status."""
+        arch = etree.fromstring(settings.get_views([(False, "form")])["views"]["form"]["arch"])
+        block = arch.xpath("//div[@name='freshbooks_status']")[0]
+        return {field.get("name"): settings[field.get("name")] for field in block.iter("field")}
+
+    def test_the_settings_block_says_each_thing_once(self):
+        self.account.business_choices = [{"account_id": self.fb_account, "name": "Sandbox",
+                                          "business_id": 1}]
+        self.account._set_business(self.fb_account)
+        settings = self.env["res.config.settings"].create({})
+        self.assertEqual(settings.freshbooks_status_message,
+                         "Connected. The first sync runs in the background.")
+
+        log = self.sync(full=True)
+        settings = self.env["res.config.settings"].create({})
+        self.assertFalse(settings.freshbooks_status_message,
+                         "once a sync has run, Last sync says how it went")
+        shown = self.block_values(settings)
+        self.assertEqual([name for name, value in shown.items()
+                          if isinstance(value, str) and log._summary() in value],
+                         ["freshbooks_last_sync_text"], "the summary is shown once")
+        self.assertEqual(shown["freshbooks_last_sync_text"], log._status_text(),
+                         "the live end of a run replaces this line, not adds to it")
+
+    def test_a_sync_log_is_named_by_its_run(self):
+        log = self.sync(full=True)
+        self.assertTrue(log.display_name.startswith("Full sync "), log.display_name)

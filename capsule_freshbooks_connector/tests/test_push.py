@@ -1,3 +1,4 @@
+from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
@@ -60,6 +61,53 @@ class TestPush(FreshbooksCase):
         self.assertEqual(self.partner.freshbooks_push_state, "synced")
         self.assertFalse(self.partner.freshbooks_push_error)
         self.assertEqual(self.fb_client(self.client["id"])["bus_phone"], "+1 555 0101")
+
+    def work_triggers(self):
+        cron = self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_work")
+        return self.env["ir.cron.trigger"].sudo().search([("cron_id", "=", cron.id)])
+
+    def assert_retry_in(self, before, minutes):
+        """One new trigger of the work job, about `minutes` from now; returns every trigger."""
+        new = self.work_triggers() - before
+        self.assertEqual(len(new), 1, "one retry is scheduled")
+        wait = (new.call_at - fields.Datetime.now()).total_seconds()
+        self.assertAlmostEqual(wait, minutes * 60, delta=10, msg="the retry's moment")
+        return before | new
+
+    def test_passing_failure_is_retried_soon_then_less_often(self):
+        self.fast_client()  # the job's own retries are recorded, not slept
+        triggers = self.work_triggers()
+        self.sandbox.set_faults(fail_next=1)
+        self.partner.phone = "+1 555 0102"
+        self.run_postcommit()  # the user's save: one quick try, answered 503
+        self.assertEqual(self.partner.freshbooks_push_state, "pending")
+        triggers = self.assert_retry_in(triggers, 1)
+        self.assertEqual(self.partner.freshbooks_push_tries, 1)
+
+        # That retry (the job: a try and its 4 retries) meets FreshBooks still down.
+        self.sandbox.set_faults(fail_next=5)
+        self.Sync._cron_work()
+        self.assertEqual(self.partner.freshbooks_push_state, "pending")
+        triggers = self.assert_retry_in(triggers, 2)
+        self.assertEqual(self.partner.freshbooks_push_tries, 2)
+
+        self.sandbox.set_faults(fail_next=0)
+        self.Sync._cron_work()
+        self.assertEqual(self.partner.freshbooks_push_state, "synced")
+        self.assertEqual(self.fb_client(self.client["id"])["bus_phone"], "+1 555 0102")
+        self.assertEqual(self.work_triggers(), triggers, "nothing more to retry")
+        self.assertEqual(self.partner.freshbooks_push_tries, 0)
+
+    def test_retries_back_off_to_the_job_interval(self):
+        triggers = self.work_triggers()
+        self.partner.phone = "+1 555 0103"
+        self.env.flush_all()
+        self.env.cr.execute("UPDATE res_partner SET freshbooks_push_tries = 9 WHERE id = %s",
+                            [self.partner.id])
+        self.sandbox.set_faults(fail_next=1)
+        self.run_postcommit()
+        self.assertEqual(self.partner.freshbooks_push_tries, 10)
+        self.assert_retry_in(triggers, 5)  # the job runs every 5 minutes anyway
 
     def test_validation_error_is_shown_and_not_retried(self):
         self.partner.email = "not-an-email"

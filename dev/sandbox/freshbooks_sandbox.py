@@ -559,6 +559,8 @@ class Sandbox:
         self.app_name = app_name
         self.token_ttl = int(token_ttl)
         self.fault_rate = float(fault_rate)
+        # The next this many API requests are answered 503, whatever the fault rate.
+        self.fail_next = 0
         self.latency_ms = float(latency_ms)
         self.webhook_delay = float(webhook_delay)
         # FreshBooks may take an email as a client's identity (unconfirmed): refuse a new client
@@ -1629,7 +1631,7 @@ class Sandbox:
             for grant in self._grants.values():
                 grant["revoked"] = True
 
-    def set_faults(self, fault_rate=None, latency_ms=None):
+    def set_faults(self, fault_rate=None, latency_ms=None, fail_next=None):
         with self.lock:
             if fault_rate is not None:
                 if not 0 <= float(fault_rate) <= 1:
@@ -1639,7 +1641,15 @@ class Sandbox:
                 if float(latency_ms) < 0:
                     raise ValueError("latency_ms cannot be negative")
                 self.latency_ms = float(latency_ms)
-            return {"fault_rate": self.fault_rate, "latency_ms": self.latency_ms}
+            if fail_next is not None:
+                if int(fail_next) < 0:
+                    raise ValueError("fail_next cannot be negative")
+                self.fail_next = int(fail_next)
+            return self._faults()
+
+    def _faults(self):
+        return {"fault_rate": self.fault_rate, "latency_ms": self.latency_ms,
+                "fail_next": self.fail_next}
 
     def request_count(self, method=None, prefix=None):
         """Requests received (control routes excluded). prefix: a path ("/accounting/account/
@@ -1734,7 +1744,7 @@ class Sandbox:
                 "client_writes": copy.deepcopy(self._client_writes),
                 "deliveries": copy.deepcopy(self._deliveries),
                 "verifications": copy.deepcopy(self._verifications),
-                "faults": {"fault_rate": self.fault_rate, "latency_ms": self.latency_ms},
+                "faults": self._faults(),
                 "token_ttl": self.token_ttl, "webhook_delay": self.webhook_delay,
                 "grants": {"active": sum(1 for g in self._grants.values() if not g["revoked"]),
                            "revoked": sum(1 for g in self._grants.values() if g["revoked"])},
@@ -1769,9 +1779,13 @@ class Sandbox:
             if latency > 0:
                 time.sleep(latency / 1000.0)
             with self.lock:
-                fault = self._fault_rng.random() < self.fault_rate
-                kind = self._fault_rng.choice((429, 500, 502, 503)) if fault else None
-                retry_after = self._fault_rng.choice(("0", "1")) if fault else None
+                if self.fail_next:
+                    self.fail_next -= 1
+                    fault, kind, retry_after = True, 503, None
+                else:
+                    fault = self._fault_rng.random() < self.fault_rate
+                    kind = self._fault_rng.choice((429, 500, 502, 503)) if fault else None
+                    retry_after = self._fault_rng.choice(("0", "1")) if fault else None
             if fault:
                 return self._fault_response(kind, path, retry_after)
         if match is None:
@@ -2618,7 +2632,8 @@ value="deny"><button id="fb-deny" type="submit" class="deny">Deny</button></form
     def _ctl_faults(self, request):
         data = self._control_body(request)
         return _json_response(200, self._control_call(
-            self.set_faults, data.get("fault_rate"), data.get("latency_ms")))
+            self.set_faults, data.get("fault_rate"), data.get("latency_ms"),
+            data.get("fail_next")))
 
     def _ctl_expire_tokens(self, request):
         self.expire_tokens()

@@ -97,7 +97,7 @@ registry.category("web_tour.tours").add("freshbooks_progress_tour", {
         },
         {
             content: "The run's summary arrives live under Last sync",
-            trigger: "div[name='freshbooks_last_sync_progress'] .o_freshbooks_progress:contains('Done: 3 created')",
+            trigger: "div[name='freshbooks_last_sync_text'] .o_freshbooks_progress:contains('Done: 3 created')",
         },
         {
             content: "The sync log",
