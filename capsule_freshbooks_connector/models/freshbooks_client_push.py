@@ -5,10 +5,9 @@ import logging
 from datetime import timedelta
 
 import psycopg2
+from dateutil.relativedelta import relativedelta
 
 from odoo import api, fields, models
-
-from odoo.addons.base.models.ir_cron import _intervalTypes
 
 from ..freshbooks import (
     AuthError,
@@ -89,7 +88,8 @@ class FreshbooksClientPush(models.AbstractModel):
             return
         cron = self.env.ref("capsule_freshbooks_connector.ir_cron_freshbooks_work").sudo()
         now = fields.Datetime.now()
-        interval = now + _intervalTypes[cron.interval_type](cron.interval_number)
+        # The cron's own unit (minutes, hours, days...) is a relativedelta keyword.
+        interval = now + relativedelta(**{cron.interval_type: cron.interval_number})
         # The exponent is bounded: a long outage must not overflow the date.
         cron._trigger(min(now + FIRST_RETRY * 2 ** min(min(tries) - 1, 16), interval))
 
