@@ -8,7 +8,7 @@
     "website": "https://github.com/capsule/capsule_freshbooks_connector",
     "license": "LGPL-3",
     "depends": ["base_setup", "bus", "contacts", "sales_team", "mail"],
-    "external_dependencies": {"python": ["requests"]},
+    "external_dependencies": {"python": ["requests", "oauthlib"]},
     "data": [
         "security/freshbooks_security.xml",
         "security/ir.model.access.csv",

@@ -287,7 +287,40 @@ fb_install_odoo_into() {
     return $rc
 }
 
+# Odoo 18.0 and the Python packages the add-on's manifest names (Odoo refuses to install the
+# add-on without them).
 ensure_odoo() {
+    fb_find_or_install_odoo && fb_ensure_addon_requirements "$(fb_python)"
+}
+
+# Installs the manifest's external_dependencies that the interpreter $1 lacks (an Odoo found
+# ready-made, or installed before the add-on needed them, does not have them all). Their import
+# and package names are the same.
+fb_ensure_addon_requirements() {
+    local py=$1 missing
+    missing=$("$py" - "$FB_ROOT/$FB_ADDON/__manifest__.py" <<'EOF'
+import ast
+import importlib.util
+import sys
+
+with open(sys.argv[1]) as manifest:
+    names = ast.literal_eval(manifest.read())["external_dependencies"]["python"]
+print(" ".join(name for name in names if importlib.util.find_spec(name) is None))
+EOF
+    ) || {
+        fb_error "could not read the add-on's Python dependencies with $py"
+        return 1
+    }
+    [[ -n $missing ]] || return 0
+    fb_info "Installing the add-on's Python dependencies ($missing) with $py -m pip"
+    # shellcheck disable=SC2086 # one word per package
+    "$py" -m pip install -q $missing >&2 || {
+        fb_error "could not install $missing with $py -m pip"
+        return 1
+    }
+}
+
+fb_find_or_install_odoo() {
     local py venv="$FB_CACHE/venv"
     py=$(fb_python)
     fb_has_odoo18 "$py" && return 0

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from datetime import date
+from unittest import mock
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
@@ -18,6 +19,7 @@ from freshbooks import (
     DEFAULT_SCOPES,
     AuthError,
     Business,
+    FreshBooksClient,
     FreshBooksError,
     MalformedResponseError,
     NetworkError,
@@ -28,6 +30,12 @@ from freshbooks import (
     ValidationError,
 )
 from freshbooks.client import TOKEN_TIMEOUT
+from oauthlib.oauth2 import (
+    InsecureTransportError,
+    InvalidGrantError,
+    MissingTokenError,
+    WebApplicationClient,
+)
 
 ACCOUNT = "ABC123"
 CLIENTS = f"{API}/accounting/account/{ACCOUNT}/users/clients"
@@ -87,6 +95,38 @@ def test_authorization_url_with_other_scopes(fb):
     assert parse_qs(urlsplit(url).query)["scope"] == ["user:profile:read user:invoices:read"]
 
 
+def spy(method):
+    """Records the calls of a WebApplicationClient method, which still does its work."""
+    return mock.patch.object(WebApplicationClient, method, autospec=True,
+                             side_effect=getattr(WebApplicationClient, method))
+
+
+def test_authorization_url_is_built_by_oauthlib(fb):
+    with spy("prepare_request_uri") as prepare:
+        url = fb.authorization_url("db:1:nonce")
+    prepare.assert_called_once_with(
+        mock.ANY, f"{AUTH}/oauth/authorize", redirect_uri=REDIRECT_URI, scope=list(DEFAULT_SCOPES),
+        state="db:1:nonce")
+    assert prepare.call_args.args[0].client_id == CLIENT_ID
+    assert parse_qs(urlsplit(url).query)["client_id"] == [CLIENT_ID]
+
+
+def sign_in_at(auth_url):
+    return FreshBooksClient(CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, api_url=API, auth_url=auth_url)
+
+
+def test_authorization_url_on_loopback_stays_plain_http():
+    url = sign_in_at("http://127.0.0.1:8123").authorization_url("s")
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == "http://127.0.0.1:8123/oauth/authorize"
+    assert parse_qs(parts.query)["state"] == ["s"]
+
+
+def test_plain_http_sign_in_elsewhere_is_refused():
+    with pytest.raises(InsecureTransportError):
+        sign_in_at("http://auth.example.com").authorization_url("s")
+
+
 def test_exchange_code(api, make_client, fixture):
     updates = []
     fb = make_client(tokens=None, token_updater=updates.append)
@@ -125,6 +165,36 @@ def test_token_answer_without_access_token(api, make_client):
         make_client(tokens=None).exchange_code("the-code")
 
 
+def test_code_exchange_body_is_prepared_by_oauthlib(api, make_client, fixture):
+    api.post(TOKEN_URL, json=fixture("auth_token_response.json"))
+    with spy("prepare_request_body") as prepare:
+        make_client(tokens=None).exchange_code("the-code")
+    prepare.assert_called_once_with(mock.ANY, code="the-code", redirect_uri=REDIRECT_URI,
+                                    client_secret=CLIENT_SECRET)
+
+
+def test_token_answer_is_read_by_oauthlib(api, make_client):
+    api.post(TOKEN_URL, json={"token_type": "Bearer"})
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client(tokens=None).exchange_code("the-code")
+    assert isinstance(caught.value.__cause__, MissingTokenError)
+
+
+@pytest.mark.parametrize("access_token", ["", 12345, None])
+def test_token_answer_with_an_unusable_access_token(api, make_client, access_token):
+    api.post(TOKEN_URL, json={"access_token": access_token, "token_type": "Bearer"})
+    with pytest.raises(MalformedResponseError):
+        make_client(tokens=None).exchange_code("the-code")
+
+
+def test_token_answer_is_read_leniently(api, fb):
+    # The refresh token is spent once FreshBooks answers: an odd field must not lose the new pair.
+    api.post(TOKEN_URL, json={**NEW_PAIR, "expires_in": "43200.0", "scope": 7})
+    tokens = fb.refresh()
+    assert (tokens.refresh_token, tokens.expires_at, tokens.scope) == (
+        "refresh-token-two", NOW + 43200, "7")
+
+
 def test_refresh_replaces_the_pair(api, make_client):
     updates = []
     fb = make_client(token_updater=updates.append)
@@ -137,6 +207,14 @@ def test_refresh_replaces_the_pair(api, make_client):
                               " ".join(DEFAULT_SCOPES))
     assert fb.tokens is tokens
     assert updates == [tokens]
+
+
+def test_refresh_body_is_prepared_by_oauthlib(api, fb):
+    api.post(TOKEN_URL, json=NEW_PAIR)
+    with spy("prepare_refresh_body") as prepare:
+        fb.refresh()
+    prepare.assert_called_once_with(mock.ANY, refresh_token=REFRESH_TOKEN, client_id=CLIENT_ID,
+                                    client_secret=CLIENT_SECRET, redirect_uri=REDIRECT_URI)
 
 
 def test_refresh_never_reuses_a_spent_refresh_token(api, fb):
@@ -158,6 +236,24 @@ def test_refresh_with_a_revoked_grant(api, fb, error):
     assert caught.value.grant_invalid
     assert caught.value.status == 400
     assert "The refresh token is invalid or was already used." in str(caught.value)
+
+
+def test_a_revoked_grant_is_read_by_oauthlib(api, fb):
+    api.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(AuthError) as caught:
+        fb.refresh()
+    assert caught.value.grant_invalid
+    assert isinstance(caught.value.__cause__, InvalidGrantError)
+    assert caught.value.message == "invalid_grant"
+
+
+def test_an_oauth_error_in_a_200_token_answer(api, fb):
+    api.post(TOKEN_URL, json={"error": "invalid_grant", "error_description": "Already used."})
+    with pytest.raises(AuthError) as caught:
+        fb.refresh()
+    assert caught.value.grant_invalid
+    assert isinstance(caught.value.__cause__, InvalidGrantError)
+    assert "Already used. (invalid_grant)" in str(caught.value)
 
 
 def test_refresh_without_refresh_token_asks_for_reconnection(make_client):

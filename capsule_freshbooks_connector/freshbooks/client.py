@@ -1,21 +1,24 @@
 """FreshBooks API client: OAuth 2, identity, accounting resources and webhook callbacks."""
 
-# Plain requests, not oauthlib nor FreshBooks' SDK: refresh tokens are single-use, so the caller must be
-# able to lock and persist each refresh, and the SDK neither refreshes, pages nor reuses connections.
+# oauthlib builds and reads the OAuth messages; the requests that carry them are our own, not
+# requests-oauthlib's nor FreshBooks' SDK's: refresh tokens are single-use, so the caller must be able
+# to lock and persist each refresh, and the SDK neither refreshes, pages nor reuses connections.
 
 import itertools
 import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, urlsplit
+
+from oauthlib.oauth2 import MissingTokenError, WebApplicationClient
 
 from .errors import (
     AuthError,
     FreshBooksError,
     MalformedResponseError,
 )
-from .transport import TokenSet, Transport, _number, _result
+from .transport import TokenSet, Transport, _number, _result, read_token_answer
 
 _logger = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ ACCOUNTING_RESOURCES = {
     "estimates": ("estimates/estimates", "estimate"),
 }
 DEFAULT_EXPIRES_IN = 43200  # FreshBooks documents 12 h access tokens; used if an answer omits it
+# oauthlib refuses a plain-http authorization URL; the sandbox serves one on loopback, where the
+# browser's request never crosses a network.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass
@@ -66,6 +72,12 @@ def _object(data, key):
     return value
 
 
+def _json_body(form):
+    """oauthlib's form-encoded token request body as the JSON object we send (FreshBooks takes
+    both; the body has always gone as JSON)."""
+    return dict(parse_qsl(form, keep_blank_values=True))
+
+
 def _callback(data):
     """A callback object; the events API may answer it bare or wrapped."""
     result = _result(data)
@@ -84,26 +96,34 @@ class FreshBooksClient(Transport):
         self.redirect_uri = redirect_uri
         self.auth_url = auth_url.rstrip("/")
         self.token_updater = token_updater
+        self._oauth = WebApplicationClient(client_id)
 
     # --- OAuth ---------------------------------------------------------------------------------
 
     def authorization_url(self, state, scopes=DEFAULT_SCOPES):
-        query = urlencode({"client_id": self.client_id, "response_type": "code",
-                           "redirect_uri": self.redirect_uri, "scope": " ".join(scopes),
-                           "state": state}, quote_via=quote)
-        return f"{self.auth_url}/oauth/authorize?{query}"
+        endpoint = f"{self.auth_url}/oauth/authorize"
+        parts = urlsplit(endpoint)
+        loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        if loopback:
+            endpoint = parts._replace(scheme="https").geturl()
+        url = self._oauth.prepare_request_uri(endpoint, redirect_uri=self.redirect_uri,
+                                              scope=list(scopes), state=state)
+        return "http" + url[len("https"):] if loopback else url
 
     def exchange_code(self, code):
-        return self._token_request({"grant_type": "authorization_code", "code": code})
+        return self._token_request(self._oauth.prepare_request_body(
+            code=code, redirect_uri=self.redirect_uri, client_secret=self.client_secret))
 
     def refresh(self):
         """A new token pair; FreshBooks refresh tokens are single-use, so it replaces the old."""
         if not self.tokens or not self.tokens.refresh_token:
             raise AuthError("There is no refresh token.", grant_invalid=True,
                             summary="FreshBooks must be connected again")
-        return self._token_request({"grant_type": "refresh_token",
-                                    "refresh_token": self.tokens.refresh_token},
-                                   previous_refresh_token=self.tokens.refresh_token)
+        # Both FreshBooks SDKs send redirect_uri on a refresh too; whether it is needed is unknown.
+        body = self._oauth.prepare_refresh_body(
+            refresh_token=self.tokens.refresh_token, client_id=self.client_id,
+            client_secret=self.client_secret, redirect_uri=self.redirect_uri)
+        return self._token_request(body, previous_refresh_token=self.tokens.refresh_token)
 
     def revoke(self):
         """Revoke the grant; FreshBooks may not offer revocation (404/405), which is fine."""
@@ -117,18 +137,23 @@ class FreshBooksClient(Transport):
             if error.status not in (404, 405):
                 raise
 
-    def _token_request(self, grant, previous_refresh_token=""):
-        body = {**grant, "client_id": self.client_id, "client_secret": self.client_secret,
-                "redirect_uri": self.redirect_uri}
-        data = self._request("POST", self.api_url + "/auth/oauth/token", json=body, auth=False,
-                             timeout=TOKEN_TIMEOUT)
-        access_token = data.get("access_token")
-        if not isinstance(access_token, str) or not access_token:
+    def _token_request(self, form, previous_refresh_token=""):
+        """Send a token request body oauthlib prepared; its answer, read by oauthlib, becomes
+        the client's tokens (an OAuth error in it was raised, typed, by the transport)."""
+        data = self._request("POST", self.api_url + "/auth/oauth/token", json=_json_body(form),
+                             auth=False, timeout=TOKEN_TIMEOUT)
+        try:
+            token = read_token_answer(data)
+            if not isinstance(token["access_token"], str) or not token["access_token"]:
+                raise MissingTokenError()  # an empty one is no better than none
+        except MissingTokenError as error:
             raise MalformedResponseError("The token answer holds no access token.",
-                                         summary=MalformedResponseError.summary)
-        expires_in = _number(data.get("expires_in")) or DEFAULT_EXPIRES_IN
+                                         summary=MalformedResponseError.summary) from error
+        expires_in = token.get("expires_in") or DEFAULT_EXPIRES_IN
         created_at = _number(data.get("created_at")) or time.time()
-        self.tokens = TokenSet(access_token, str(data.get("refresh_token") or previous_refresh_token),
+        # The scope as FreshBooks wrote it: oauthlib's own keeps the scopes in a set, unordered.
+        self.tokens = TokenSet(token["access_token"],
+                               str(token.get("refresh_token") or previous_refresh_token),
                                created_at + expires_in, str(data.get("scope") or ""))
         if self.token_updater is not None:
             self.token_updater(self.tokens)

@@ -1,8 +1,9 @@
-"""The HTTP side of the FreshBooks client: requests with timeouts, retries and typed errors,
-token renewal on expiry, and paging."""
+"""The HTTP side of the FreshBooks client: requests with timeouts, retries and typed errors
+(OAuth answers read by oauthlib), token renewal on expiry, and paging."""
 
 import email.utils
 import errno as errno_codes
+import json
 import logging
 import random
 import re
@@ -15,6 +16,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
+from oauthlib.oauth2 import (
+    InvalidGrantError,
+    OAuth2Error,
+    UnauthorizedClientError,
+    WebApplicationClient,
+)
 
 from .errors import (
     AuthError,
@@ -48,8 +55,8 @@ POST_RETRY_STATUSES = frozenset({429, 503})
 # connect() failures: the request never left, so even a POST can be sent again.
 CONNECT_ERRNOS = frozenset({errno_codes.ECONNREFUSED, errno_codes.ENETUNREACH,
                             errno_codes.EHOSTUNREACH, errno_codes.EADDRNOTAVAIL})
-# RFC 6749 errors saying the grant itself is gone: only a new authorization helps.
-GRANT_ERRORS = frozenset({"invalid_grant", "unauthorized_client"})
+# oauthlib's RFC 6749 errors saying the grant itself is gone: only a new authorization helps.
+GRANT_GONE = (InvalidGrantError, UnauthorizedClientError)
 NOT_FOUND_ERRNOS = frozenset({1011, 1012})  # DeletedResource, UnknownResource
 VALIDATION_ERRNOS = frozenset({1001, 1004, 1005, 1013, 1014, 1017})
 ACCESS_DENIED_ERRNO = 1003
@@ -68,6 +75,33 @@ def _number(value):
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def read_token_answer(data):
+    """A token answer (a JSON object) read by oauthlib: its OAuth2Token, or the typed
+    OAuth2Error it holds raised (InvalidGrantError, MissingTokenError, ...).
+
+    Read leniently where oauthlib is strict: the refresh token the answer replaces is already
+    spent, so an odd `expires_in` or `scope` must not lose the new pair.
+    """
+    answer = dict(data)
+    if "expires_in" in answer:
+        answer["expires_in"] = _number(answer["expires_in"])
+    if "scope" in answer:
+        answer["scope"] = str(answer["scope"] or "")
+    # A client of its own per answer: oauthlib keeps the token it parsed on the client, and page
+    # helper threads read error bodies at the same time.
+    return WebApplicationClient(None).parse_request_body_response(json.dumps(answer))
+
+
+def _oauth_error(data):
+    """oauthlib's typed error for an OAuth error body ({"error": code, ...}), else None."""
+    if not isinstance(data, dict) or not isinstance(data.get("error"), str):
+        return None
+    try:
+        read_token_answer(data)
+    except OAuth2Error as error:
+        return error
 
 
 def _never_sent(error):
@@ -119,7 +153,7 @@ def _detail_field(detail):
 
 
 def _error_parts(data):
-    """(errno, field, message, details, oauth_error) from any of FreshBooks' error bodies."""
+    """(errno, field, message, details, oauthlib error) from any of FreshBooks' error bodies."""
     if not isinstance(data, dict):
         return None
     response = data.get("response")
@@ -135,10 +169,12 @@ def _error_parts(data):
         meta = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
         return (_int(info.get("reason")), meta.get("field"), meta.get("message") or data.get("message"),
                 details, None)
-    if isinstance(data.get("error"), str):
-        # OAuth: {"error": "invalid_grant", "error_description": "..."}
+    oauth = _oauth_error(data)
+    if oauth is not None:
+        # OAuth: {"error": "invalid_grant", "error_description": "..."}, typed by oauthlib. The
+        # words are the body's own: oauthlib's default descriptions may name another error.
         code, description = data["error"], data.get("error_description")
-        return None, None, f"{description} ({code})" if description else code, None, code
+        return None, None, f"{description} ({code})" if description else code, None, oauth
     if "errno" in data or "message" in data:
         # Events: {"errno": 422, "message": "...", "details": ["uri: ...", ...]}
         message, first_field = data.get("message"), None
@@ -357,8 +393,9 @@ class Transport:
             raise MalformedResponseError(f"HTTP {status} with JSON that is not an object.",
                                          status=status, summary=MalformedResponseError.summary)
         inner = data.get("response")
-        if isinstance(inner, dict) and inner.get("errors"):
-            raise self._error(response, data=data)
+        # Errors may come inside a 200 answer: FreshBooks' own, and (to oauthlib) an OAuth one.
+        if isinstance(inner, dict) and inner.get("errors") or oauth and _oauth_error(data):
+            raise self._error(response, data=data, oauth=oauth)
         return data
 
     def _error(self, response, data=None, oauth=False, grant_invalid=False):
@@ -377,9 +414,11 @@ class Transport:
             errno, field_name, message, details, oauth_error = parts
         number = _int(errno)
         kwargs = {"status": status, "errno": errno, "field": field_name, "details": details}
-        if grant_invalid or oauth_error in GRANT_ERRORS:
-            return AuthError(message, grant_invalid=True, summary="FreshBooks must be connected again",
-                             **kwargs)
+        if grant_invalid or isinstance(oauth_error, GRANT_GONE):
+            error = AuthError(message, grant_invalid=True,
+                              summary="FreshBooks must be connected again", **kwargs)
+            error.__cause__ = oauth_error  # oauthlib's reading shows in the traceback
+            return error
         if status == 401 or (oauth and 400 <= status < 500 and status not in (404, 405, 429)):
             return AuthError(message, summary=AuthError.summary, **kwargs)
         if status == 403 or number == ACCESS_DENIED_ERRNO:
