@@ -13,7 +13,7 @@ class FreshbooksReview(models.Model):
     company_id = fields.Many2one(related="account_id.company_id", store=True)
     kind = fields.Selection(
         [("match", "Name matches several contacts"), ("add", "FreshBooks refused a new client")],
-        default="match", required=True)
+        "Reason", default="match", required=True)
     client_ref = fields.Char("FreshBooks client ID")
     name = fields.Char(required=True)
     client_data = fields.Json()
@@ -30,7 +30,7 @@ class FreshbooksReview(models.Model):
     partner_id = fields.Many2one(
         "res.partner", "Link to",
         help="The contact to link. Pick one of the matching contacts or any other contact.")
-    state = fields.Selection([("open", "To review"), ("done", "Resolved")], default="open",
+    state = fields.Selection([("open", "To review"), ("done", "Resolved")], "Status", default="open",
                              required=True, index=True)
     resolution = fields.Char()
 
