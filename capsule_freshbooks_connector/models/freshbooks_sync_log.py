@@ -19,12 +19,12 @@ class FreshbooksSyncLog(models.Model):
     fb_account_id = fields.Char("FreshBooks account ID", index=True)
     kind = fields.Selection([("full", "Full sync"), ("incremental", "Changes since last sync"),
                              ("work", "Webhooks and pending changes"),
-                             ("review", "Clients to review")], required=True)
-    start = fields.Datetime(required=True, default=fields.Datetime.now)
-    end = fields.Datetime()
+                             ("review", "Clients to review")], "Type", required=True)
+    start = fields.Datetime("Started", required=True, default=fields.Datetime.now)
+    end = fields.Datetime("Finished")
     state = fields.Selection([("running", "Running"), ("done", "Done"),
                               ("partial", "Done with errors"), ("failed", "Failed")],
-                             default="running", required=True)
+                             "Status", default="running", required=True)
     message = fields.Char()
     # What an incremental run reads: changes since then (a run taken up again reads the same).
     since = fields.Datetime("Changes since")
@@ -136,8 +136,8 @@ class FreshbooksSyncLogLine(models.Model):
     log_id = fields.Many2one("freshbooks.sync.log", required=True, ondelete="cascade", index=True)
     level = fields.Selection([("info", "Info"), ("warning", "Warning"), ("error", "Error")],
                              required=True)
-    client_ref = fields.Char("FreshBooks client")
-    client_name = fields.Char("Name")
+    client_ref = fields.Char("FreshBooks client ID")
+    client_name = fields.Char("Client name")
     reason = fields.Text(required=True)
 
 
