@@ -75,10 +75,10 @@ class FreshbooksDocument(models.AbstractModel):
     company_id = fields.Many2one(related="account_id.company_id", store=True)
     client_ref = fields.Char("FreshBooks client ID", index=True)
     partner_id = fields.Many2one("res.partner", "Contact", index=True, ondelete="set null")
-    currency_code = fields.Char()
-    currency_id = fields.Many2one("res.currency")
+    currency_code = fields.Char("Currency")
+    currency_id = fields.Many2one("res.currency", "Odoo currency")
     amount = fields.Monetary(currency_field="currency_id")
-    url = fields.Char("Open in FreshBooks", compute="_compute_url")
+    url = fields.Char("FreshBooks link", compute="_compute_url")
 
     @api.depends("account_id.fb_account_id")
     def _compute_url(self):

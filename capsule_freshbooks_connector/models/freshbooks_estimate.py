@@ -49,8 +49,8 @@ class FreshbooksEstimate(models.Model):
 class FreshbooksSyncLog(models.Model):
     _inherit = "freshbooks.sync.log"
 
-    estimates_updated = fields.Integer()
-    estimates_removed = fields.Integer()
+    estimates_updated = fields.Integer("Estimates updated")
+    estimates_removed = fields.Integer("Estimates removed")
 
 
 class ResPartner(models.Model):

@@ -34,7 +34,7 @@ class FreshbooksInvoice(models.Model):
     outstanding = fields.Monetary(currency_field="currency_id")
     status = fields.Char(help="The status FreshBooks reports (draft, sent, viewed, paid, partial, "
                               "overdue, ...).")
-    is_overdue = fields.Boolean(compute="_compute_is_overdue", search="_search_is_overdue")
+    is_overdue = fields.Boolean("Overdue", compute="_compute_is_overdue", search="_search_is_overdue")
 
     _sql_constraints = [("invoice_uniq", "unique(account_id, invoice_ref)",
                          "This FreshBooks invoice is already here.")]
@@ -72,5 +72,5 @@ class FreshbooksInvoice(models.Model):
 class FreshbooksSyncLog(models.Model):
     _inherit = "freshbooks.sync.log"
 
-    invoices_updated = fields.Integer()
-    invoices_removed = fields.Integer()
+    invoices_updated = fields.Integer("Invoices updated")
+    invoices_removed = fields.Integer("Invoices removed")

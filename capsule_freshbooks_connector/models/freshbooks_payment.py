@@ -1,4 +1,5 @@
 from odoo import api, fields, models
+from odoo.tools import format_date
 
 from .freshbooks_document import fb_date
 from .freshbooks_mapping import clean_text
@@ -37,6 +38,17 @@ class FreshbooksPayment(models.Model):
     def _fb_plural(self):
         return self.env._("Payments")
 
+    @api.depends("payment_ref", "invoice_ref", "date")
+    def _compute_display_name(self):
+        # The form's title: not FreshBooks' bare payment id.
+        for payment in self:
+            if payment.invoice_id and payment.date:
+                payment.display_name = self.env._(
+                    "Payment of %(invoice)s, %(date)s", invoice=payment.invoice_id.number,
+                    date=format_date(self.env, payment.date))
+            else:
+                payment.display_name = self.env._("Payment %s", payment.payment_ref or "")
+
     @api.depends("account_id", "invoice_ref")
     def _compute_invoice_id(self):
         invoices = {(i.account_id.id, i.invoice_ref): i for i in self.env["freshbooks.invoice"].search(
@@ -66,8 +78,8 @@ class FreshbooksPayment(models.Model):
 class FreshbooksSyncLog(models.Model):
     _inherit = "freshbooks.sync.log"
 
-    payments_updated = fields.Integer()
-    payments_removed = fields.Integer()
+    payments_updated = fields.Integer("Payments updated")
+    payments_removed = fields.Integer("Payments removed")
 
 
 class ResPartner(models.Model):
