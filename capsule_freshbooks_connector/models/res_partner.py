@@ -240,9 +240,10 @@ class ResPartner(models.Model):
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",
-            "name": self.env._("FreshBooks invoices"),
+            "name": self.env._("FreshBooks Invoices"),
             "res_model": "freshbooks.invoice",
             "view_mode": "list,form",
             "domain": [("partner_id", "=", self.id)],
-            "context": {"create": False},
+            # The list then leaves out its Contact column: every row is this contact.
+            "context": {"create": False, "freshbooks_one_contact": True},
         }
