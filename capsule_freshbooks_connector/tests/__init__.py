@@ -18,3 +18,4 @@ from . import test_refused
 from . import test_resume
 from . import test_names
 from . import test_add_once
+from . import test_screens
