@@ -24,6 +24,8 @@ class TestScreenLabels(TransactionCase):
         # Two matching contacts share a name: the form tells them apart by address and email.
         candidates = form.xpath("//field[@name='candidate_ids']")[0]
         self.assertEqual(candidates.xpath("./list/field/@name"), ["name", "city", "email", "phone"])
+        for name in ("partner_id", "link_client_ref"):
+            self.assertTrue(form.xpath(f"//field[@name='{name}']/@placeholder"), name)
 
     def test_sync_log(self):
         labels = self.labels("freshbooks.sync.log")
