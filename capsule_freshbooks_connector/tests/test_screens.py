@@ -73,5 +73,6 @@ class TestScreenLabels(TransactionCase):
         self.assertTrue(action["context"].get("freshbooks_one_contact"))
         button = self.arch("res.partner", "form").xpath(
             "//button[@name='action_freshbooks_open_invoices']")[0]
-        self.assertEqual([" ".join(s.itertext()).split() for s in button.xpath(".//span[@class='o_stat_text']")],
+        labels = button.xpath(".//span[@class='o_stat_text']")
+        self.assertEqual([" ".join(label.itertext()).split() for label in labels],
                          [["Due", "in", "FreshBooks"], ["FreshBooks", "Invoices"]])
