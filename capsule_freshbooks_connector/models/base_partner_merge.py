@@ -4,10 +4,10 @@ from odoo import api, models
 from odoo.exceptions import UserError
 from odoo.tools import format_list
 
-# A contact's link to its FreshBooks client: it moves whole, never mixed with another contact's.
-LINK_FIELDS = ("freshbooks_account_id", "freshbooks_client_id", "freshbooks_state",
-               "freshbooks_push_state", "freshbooks_push_error", "freshbooks_push_seq",
-               "freshbooks_sent_values", "freshbooks_add_tried")
+from .freshbooks_client_sync import LINK_FIELDS
+
+# A contact's link moves whole, never mixed with another contact's: its push sequence too.
+MERGED_FIELDS = (*LINK_FIELDS, "freshbooks_push_seq")
 
 
 class MergePartnerAutomatic(models.TransientModel):
@@ -48,9 +48,9 @@ class MergePartnerAutomatic(models.TransientModel):
         live, linked = self._freshbooks_linked(src_partners | dst_partner)
         keep = live or (linked & dst_partner) or linked[:1]  # else a dead link: the destination's
         if keep:
-            link = keep.read(LINK_FIELDS, load=None)[0]
+            link = keep.read(MERGED_FIELDS, load=None)[0]
             del link["id"]
-            src_partners.write(dict.fromkeys(LINK_FIELDS, False))
-            src_partners.flush_recordset(LINK_FIELDS)
+            src_partners.write(dict.fromkeys(MERGED_FIELDS, False))
+            src_partners.flush_recordset(MERGED_FIELDS)
             dst_partner.write(link)
         super()._update_values(src_partners, dst_partner)

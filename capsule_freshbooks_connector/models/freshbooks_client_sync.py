@@ -8,6 +8,10 @@ from odoo.exceptions import UserError
 from .freshbooks_mapping import AddressLookup, ClientRecord, MappingError, clean_text, parse_client
 
 VIS_STATES = {0: "active", 1: "deleted", 2: "archived"}
+# A contact's link to its FreshBooks client, and what Odoo knows of that client through it.
+LINK_FIELDS = ("freshbooks_account_id", "freshbooks_client_id", "freshbooks_state",
+               "freshbooks_push_state", "freshbooks_push_error", "freshbooks_sent_values",
+               "freshbooks_add_tried")
 
 
 class FreshbooksClientSync(models.AbstractModel):
@@ -214,11 +218,8 @@ class FreshbooksClientSync(models.AbstractModel):
     @api.model
     def _fb_forget(self, account):
         # The contacts stay, unlinked: the new business's first sync links them again by name.
-        self._partners().search([("freshbooks_account_id", "=", account.id)]).write({
-            "freshbooks_client_id": False, "freshbooks_account_id": False,
-            "freshbooks_state": False, "freshbooks_push_state": False,
-            "freshbooks_push_error": False, "freshbooks_sent_values": False,
-            "freshbooks_add_tried": False})
+        self._partners().search([("freshbooks_account_id", "=", account.id)]).write(
+            dict.fromkeys(LINK_FIELDS, False))
 
     @api.model
     def _resolve_review(self, review, partner):
